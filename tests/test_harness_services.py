@@ -6,9 +6,10 @@ import subprocess
 import threading
 
 import paho.mqtt.client as mqtt
-from harness._util import require_binary
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
+
+from harness._util import require_binary
 
 
 def test_mosquitto_publish_subscribe_round_trip(mosquitto):
