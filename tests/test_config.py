@@ -179,3 +179,16 @@ def test_check_config_rejects_and_exits_nonzero(tmp_path):
     result = _cli("check-config", str(fixed))
     assert result.returncode == 1
     assert "gateway.toml: instruments[1].driver: no driver named 'mtsic'; did you mean 'mtsics'?" in result.stderr
+
+
+def test_every_key_is_documented():
+    """docs/configuration.md lists every key the models accept (regenerate the table when adding one)."""
+    from pydantic import BaseModel
+
+    from edge import config as c
+
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    models = [m for m in vars(c).values() if isinstance(m, type) and issubclass(m, BaseModel)
+              and m.__module__ == c.__name__ and not m.__name__.startswith("_")]
+    missing = [f"{m.__name__}.{k}" for m in models for k in m.model_fields if f"| `{k}` |" not in doc]
+    assert not missing, f"undocumented configuration keys: {missing}"
