@@ -1,0 +1,172 @@
+"""Production counting from a device counter that wraps, gets reset and gets replaced.
+
+A line counter (a PLC register, an Autonics counter, an ADAM module) holds a raw number that only means
+something as a difference between two readings. Three things break the naive ``new - old``:
+
+* **wrap**: a 16-bit counter goes 65535 -> 0 (32-bit: 4294967295 -> 0, or a preset limit such as 9999);
+* **operator reset**: someone presses reset and the counter restarts near 0;
+* **device replacement**: a new counter (or a PLC program download) starts from an unrelated number.
+
+Each reading is judged against what the line can physically produce in the time since the previous
+reading (``max_rate`` parts per minute). A difference within that is counted, whether it came straight,
+across a wrap, or from zero after a reset. Anything else is a replacement: the new value becomes the
+baseline and nothing is counted for that step. So the production count never goes negative and never
+jumps by millions; at worst the parts made between the last good reading and a replacement are lost.
+
+The object is pure: it does no I/O and reads no clock; callers pass ``now`` (monotonic seconds).
+
+>>> c = ProductionCounter(modulus=2**16, idle_after=60)
+>>> [c.update(raw, t).event for raw, t in [(65530, 0), (65534, 2), (3, 4), (1, 6), (48213, 8)]]
+['start', 'count', 'wrap', 'reset', 'replaced']
+>>> c.total  # 4 + 5 (across the wrap) + 1 (after the reset); nothing for the replacement
+10
+>>> c.snapshot(8.0).rate  # parts per minute over the readings so far
+75.0
+>>> c.snapshot(100.0).stopped  # no new part for 60 s or more
+True
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+Event = Literal["start", "count", "unchanged", "wrap", "reset", "replaced"]
+
+EVENT_TEXT: dict[str, str] = {
+    "start": "first reading: counting starts here",
+    "count": "",
+    "unchanged": "",
+    "wrap": "device counter wrapped around",
+    "reset": "device counter was reset (operator reset): counting goes on from zero",
+    "replaced": "device counter jumped to an unrelated value (device replaced or reprogrammed): "
+    "counting goes on from the new value",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CounterState:
+    """The count as the line supervisor sees it."""
+
+    total: int  # parts produced since counting started (never negative, never a spike)
+    rate: float  # parts per minute over the rate window
+    stopped: bool  # no new part for idle_after seconds
+    idle_for: float  # seconds since the last new part (or since the first reading)
+    raw: int | None  # the device's own counter value, last read
+
+
+@dataclass(frozen=True, slots=True)
+class CounterUpdate:
+    """What one raw reading did to the count."""
+
+    event: Event
+    delta: int  # parts counted from this reading (>= 0)
+    total: int
+    raw: int
+    detail: str
+
+
+class ProductionCounter:
+    """Turns successive raw counter readings into a production count, a rate and a line-stopped state.
+
+    ``modulus``: the value at which the device counter wraps to 0 (``2**16``, ``2**32``, or a preset limit
+    such as 10000 for a counter that counts 0..9999). ``max_rate``: the most parts per minute the line can
+    make; any larger increase is not believed. ``min_jump``: an increase always believed regardless of
+    elapsed time (so that two readings close together still count a burst). ``rate_window``: seconds over
+    which the rate is averaged. ``idle_after``: seconds without a new part before the line is "stopped".
+    """
+
+    def __init__(
+        self,
+        *,
+        modulus: int = 2**32,
+        max_rate: float = 6000.0,
+        min_jump: int = 10,
+        rate_window: float = 60.0,
+        idle_after: float = 300.0,
+    ) -> None:
+        if modulus < 2:
+            raise ValueError(f"counter modulus must be at least 2, got {modulus}")
+        if max_rate <= 0 or rate_window <= 0 or idle_after <= 0:
+            raise ValueError("max_rate, rate_window and idle_after must be positive")
+        if min_jump < 0:
+            raise ValueError("min_jump must not be negative")
+        self.modulus = modulus
+        self.max_rate = max_rate
+        self.min_jump = min_jump
+        self.rate_window = rate_window
+        self.idle_after = idle_after
+        self.total = 0
+        self._raw: int | None = None
+        self._last_t: float | None = None
+        self._first_t: float | None = None
+        self._last_part_t: float | None = None
+        self._history: deque[tuple[float, int]] = deque()
+
+    def _plausible(self, elapsed: float) -> int:
+        """Largest increase the line can have made in ``elapsed`` seconds (never half the modulus or more,
+        so that a wrap stays distinguishable from a replacement)."""
+        limit = max(self.min_jump, int(self.max_rate * max(elapsed, 0.0) / 60.0) + 1)
+        return min(limit, (self.modulus - 1) // 2)
+
+    def update(self, raw: int, now: float) -> CounterUpdate:
+        """Account for one reading of the device counter taken at ``now`` (monotonic seconds)."""
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise TypeError(f"a counter reading must be an integer, got {raw!r}")
+        if not 0 <= raw < self.modulus:
+            raise ValueError(f"counter reading {raw} is outside 0..{self.modulus - 1}; check the type and wrap_at")
+        if self._last_t is not None and now < self._last_t:
+            raise ValueError("readings must come in time order")
+        if self._raw is None or self._last_t is None:
+            self._raw, self._last_t, self._first_t = raw, now, now
+            self._history.append((now, self.total))
+            return CounterUpdate("start", 0, self.total, raw, EVENT_TEXT["start"])
+        prev, limit = self._raw, self._plausible(now - self._last_t)
+        event: Event
+        if raw == prev:
+            event, delta = "unchanged", 0
+        elif raw > prev and raw - prev <= limit:
+            event, delta = "count", raw - prev
+        elif raw < prev and raw + self.modulus - prev <= limit:
+            event, delta = "wrap", raw + self.modulus - prev
+        elif raw < prev and raw <= limit:
+            event, delta = "reset", raw
+        else:
+            event, delta = "replaced", 0
+        self._raw, self._last_t = raw, now
+        self.total += delta
+        if delta:
+            self._last_part_t = now
+        self._history.append((now, self.total))
+        while len(self._history) > 2 and self._history[1][0] <= now - self.rate_window:
+            self._history.popleft()
+        detail = EVENT_TEXT[event]
+        if event == "replaced":
+            detail = f"counter went from {prev} to {raw}: " + detail
+        return CounterUpdate(event, delta, self.total, raw, detail)
+
+    def snapshot(self, now: float) -> CounterState:
+        """Count, rate and stopped state at ``now``; the rate decays and the line stops as time passes
+        without parts, even when no new reading arrives."""
+        if self._first_t is None:
+            return CounterState(total=0, rate=0.0, stopped=False, idle_for=0.0, raw=None)
+        # total at the start of the window: the latest recorded total at or before it
+        start_t = max(self._first_t, now - self.rate_window)
+        base = self._history[0][1]
+        for t, total in self._history:
+            if t <= start_t:
+                base = total
+            else:
+                break
+        span = now - start_t
+        rate = (self.total - base) / span * 60.0 if span > 0 else 0.0
+        since = self._last_part_t if self._last_part_t is not None else self._first_t
+        idle_for = max(0.0, now - since)
+        return CounterState(
+            total=self.total,
+            rate=rate,
+            stopped=idle_for >= self.idle_after,
+            idle_for=idle_for,
+            raw=self._raw,
+        )
