@@ -1,0 +1,287 @@
+"""The store-and-forward spool: durability, order, disk budget, corruption and the sequence counter.
+
+The crash test runs a real writer process and kills it with SIGKILL in the middle of its load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import edge.spool as spool_module
+from edge.model import Reading, encode_batch
+from edge.spool import Spool, SpoolError
+
+ROOT = Path(__file__).resolve().parents[1]
+MiB = 1024**2
+
+
+def batch_payload(first_seq: int, n: int) -> bytes:
+    """A realistic readings message: n readings of one characteristic, as the gateway encodes them."""
+    rows = [Reading(ts_ns=1_700_000_000_000_000_000 + i * 1_000_000, seq=first_seq + i, instrument="caliper-1",
+                    characteristic="bore_diameter", value=12.0 + (i % 17) * 0.001, unit="mm") for i in range(n)]
+    return json.dumps(encode_batch(rows), separators=(",", ":")).encode()
+
+
+def add_batch(spool: Spool, n: int = 10, topic: str = "fw/readings") -> tuple[int, int]:
+    first = spool.issue(n)
+    spool.add(topic, batch_payload(first, n), first_seq=first, last_seq=first + n - 1)
+    return first, first + n - 1
+
+
+def all_records(path: Path) -> list[tuple[int, int | None, int | None]]:
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT id, first_seq, last_seq FROM outbox ORDER BY id").fetchall()
+
+
+def test_record_survives_until_acknowledged_and_sequence_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite"
+    with Spool(path, max_bytes=8 * MiB) as spool:
+        for _ in range(3):
+            add_batch(spool, 5)
+        assert spool.pending(10) == [], "nothing is handed out before it is on disk"
+        assert spool.backlog() == 3
+        assert spool.flush() == 3
+        records = spool.pending(10)
+        assert [(r.first_seq, r.last_seq) for r in records] == [(1, 5), (6, 10), (11, 15)]
+        assert records[0].topic == "fw/readings" and records[0].qos == 1 and records[0].retain is False
+        spool.ack([records[0].id])
+        assert spool.backlog() == 2
+    # Not acknowledged records are still there after a restart; the counter resumes without a gap.
+    with Spool(path, max_bytes=8 * MiB) as spool:
+        assert spool.backlog() == 2
+        assert [(r.first_seq, r.last_seq) for r in spool.pending(10)] == [(6, 10), (11, 15)]
+        assert spool.issue() == 16
+        assert spool.stats()["sequence_skipped"] == 0
+
+
+def test_release_hands_records_out_again_in_order(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.sqlite", max_bytes=8 * MiB) as spool:
+        for _ in range(8):
+            add_batch(spool, 1)
+        spool.flush()
+        first = spool.pending(5)
+        assert [r.first_seq for r in first] == [1, 2, 3, 4, 5]
+        assert [r.first_seq for r in spool.pending(2)] == [6, 7], "handed-out records are not handed out twice"
+        spool.ack([first[1].id, first[2].id])  # PUBACK for 2 and 3 ...
+        spool.release([first[0].id, first[3].id, first[4].id])  # ... then the connection was lost
+        assert [r.first_seq for r in spool.pending(10)] == [1, 4, 5, 8]
+        spool.flush()
+        assert spool.backlog() == 6
+        assert [row[1] for row in all_records(spool.path)] == [1, 4, 5, 6, 7, 8]
+
+
+def test_unnumbered_and_retained_messages_keep_their_flags(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.sqlite", max_bytes=8 * MiB) as spool:
+        spool.add("fw/active/bore/out_of_spec", b"", first_seq=None, last_seq=None, retain=True, qos=1)
+        spool.flush()
+        (rec,) = spool.pending(1)
+        assert rec.retain is True and rec.first_seq is None and rec.payload == b""
+
+
+def test_disk_budget_drops_oldest_counts_and_reports(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    budget = 512 * 1024
+    with Spool(path, max_bytes=budget) as spool:
+        for _ in range(60):  # 60 messages of 200 readings (~11 KB each): more than the budget
+            add_batch(spool, 200)
+            spool.flush()
+        events = spool.drain_events()
+        drops = [d for kind, d in events if kind == "dropped"]
+        assert drops, f"no drop reported: {events}"
+        stats = spool.stats()
+        assert stats["bytes"] <= budget
+        assert stats["dropped_records"] == sum(d["records"] for d in drops)
+        assert stats["dropped_count"] == sum(d["count"] for d in drops)
+        assert stats["dropped_first_seq"] == 1
+        # The oldest went first: what is left is the newest, contiguous, and together with the reported
+        # drops it covers every number issued — a gap that is fully explained.
+        left = [(fs, ls) for _, fs, ls in all_records(path)]
+        assert left[-1][1] == spool.last_seq == 60 * 200
+        assert left[0][0] == stats["dropped_last_seq"] + 1
+        assert all(a[1] + 1 == b[0] for a, b in zip(left, left[1:], strict=False))
+        assert stats["dropped_count"] + sum(ls - fs + 1 for fs, ls in left) == 60 * 200
+        # Drops come in chunks down to 95 % of the budget, not once per flush.
+        assert len(drops) < 20
+    # The totals survive a restart (they are reported in status).
+    with Spool(path, max_bytes=budget) as spool:
+        assert spool.stats()["dropped_records"] == stats["dropped_records"]
+
+
+def test_budget_never_drops_records_in_flight(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.sqlite", max_bytes=256 * 1024) as spool:
+        add_batch(spool, 200)
+        spool.flush()
+        (oldest,) = spool.pending(1)
+        for _ in range(40):
+            add_batch(spool, 200)
+            spool.flush()
+        assert spool.stats()["dropped_records"] > 0
+        assert all_records(spool.path)[0][0] == oldest.id, "the record in the broker's hands was kept"
+        spool.ack([oldest.id])
+        spool.flush()
+        assert oldest.id not in [row[0] for row in all_records(spool.path)]
+
+
+def test_garbage_spool_file_is_moved_aside_and_numbers_are_not_reused(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite"
+    with Spool(path, max_bytes=8 * MiB, seq_reserve=1000) as spool:
+        add_batch(spool, 50)
+        spool.flush()
+    path.write_bytes(b"this is not a database, the SD card ate it" * 100)
+    with Spool(path, max_bytes=8 * MiB, seq_reserve=1000) as spool:
+        events = dict(spool.drain_events())
+        assert "corrupt" in events, events
+        moved = Path(events["corrupt"]["moved_to"])
+        assert moved.exists() and moved.read_bytes().startswith(b"this is not a database")
+        assert moved.name.startswith("spool.sqlite.corrupt-")
+        assert spool.stats()["corrupt_moved"] == 1
+        # Numbers up to 50 may have been published: the new spool continues above the fsynced reservation
+        # (1..1050, since the reservation was taken 1000 ahead), and says which numbers it cannot vouch for.
+        skipped = events["sequence_skipped"]
+        assert skipped["first_seq"] == 1 and skipped["last_seq"] == 1050
+        assert spool.issue() == 1051
+        add_batch(spool, 3)
+        spool.flush()
+        assert spool.backlog() == 1
+
+
+def test_damaged_pages_found_while_running_are_recovered(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite"
+    with Spool(path, max_bytes=64 * MiB) as spool:
+        for _ in range(40):
+            add_batch(spool, 200)
+        spool.flush()
+    # Clean close, then the card flips bytes in the middle of the table.
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:
+        fh.seek(4096 * 2)
+        fh.write(b"\xff" * (size - 4096 * 3))
+    with Spool(path, max_bytes=64 * MiB) as spool:
+        spool.pending(100)
+        add_batch(spool, 5)
+        spool.flush()
+        kinds = [kind for kind, _ in spool.drain_events()]
+        assert "corrupt" in kinds
+        records = spool.pending(100)
+        assert [r.last_seq for r in records][-1] == spool.last_seq, "new data kept in the new spool"
+
+
+def test_unclean_stop_after_reboot_skips_to_the_reservation(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "spool.sqlite"
+    boot = tmp_path / "boot_id"
+    boot.write_text("boot-A\n")
+    monkeypatch.setattr(spool_module, "_BOOT_ID", boot)
+    spool = Spool(path, max_bytes=8 * MiB, seq_reserve=500)
+    spool.open()
+    add_batch(spool, 20)
+    spool.flush()
+    spool._db.close()  # no close(): the process "died"
+    # Same boot (process crash, SIGKILL): the committed number is trusted, no gap.
+    again = Spool(path, max_bytes=8 * MiB, seq_reserve=500)
+    again.open()
+    assert again.issue() == 21
+    again.flush()
+    again._db.close()  # died again after the flush
+    boot.write_text("boot-B\n")  # power cut: the last commits may not have reached the card
+    with Spool(path, max_bytes=8 * MiB, seq_reserve=500) as after_reboot:
+        (kind, detail), *_ = after_reboot.drain_events()
+        assert kind == "sequence_skipped" and detail["first_seq"] == 22
+        assert after_reboot.issue() == detail["last_seq"] + 1 > 21
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from edge.spool import Spool
+    spool = Spool(Path(sys.argv[1]), max_bytes=64 * 1024**2)
+    spool.open()
+    payload = b"x" * 2000
+    while True:
+        for _ in range(20):
+            first = spool.issue(500)
+            spool.add("fw/readings", payload, first_seq=first, last_seq=first + 499)
+        spool.flush()
+        print(spool.last_seq, flush=True)
+""")
+
+
+def _run_writer_and_kill(path: Path, flushes: int) -> int:
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    last = 0
+    try:
+        for _ in range(flushes):
+            line = proc.stdout.readline()
+            assert line, f"writer died: rc={proc.poll()}"
+            last = int(line)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    return last
+
+
+def test_sigkill_mid_load_neither_reuses_nor_skips_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite"
+    seen_flushed = _run_writer_and_kill(path, 15)
+    seen_again = 0
+    for round_ in range(2):
+        rows = all_records(path)
+        assert rows[0][1] == 1
+        for (_, _, ls), (_, fs, _) in zip(rows, rows[1:], strict=False):
+            assert fs == ls + 1, f"gap or overlap after SIGKILL round {round_}: {ls} -> {fs}"
+        committed = rows[-1][2]
+        assert committed >= max(seen_flushed, seen_again), "a flush reported done was lost"
+        with Spool(path, max_bytes=64 * MiB) as spool:
+            assert spool.issue() == committed + 1, "the counter resumes right after the last committed number"
+            assert spool.stats()["sequence_skipped"] == 0
+        # the probe above issued a number without data and closed: that number is committed and unused;
+        # remove it so the contiguity check of the next round stays exact.
+        with sqlite3.connect(path) as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (committed,))
+        if round_ == 0:
+            seen_again = _run_writer_and_kill(path, 10)
+
+
+def test_spool_cost_per_message_is_tiny(tmp_path: Path) -> None:
+    """The gateway aims at 50 000 readings/s in batches of 500: 100 messages/s must cost well under 1 % CPU."""
+    payloads = [batch_payload(1 + i * 500, 500) for i in range(20)]
+    with Spool(tmp_path / "s.sqlite", max_bytes=512 * MiB) as spool:
+        n = 400
+        start = time.process_time()
+        for i in range(n):
+            first = spool.issue(500)
+            spool.add("fw/readings", payloads[i % 20], first_seq=first, last_seq=first + 499)
+            if i % 20 == 19:
+                spool.flush()
+        while spool.backlog():
+            spool.ack([r.id for r in spool.pending(20)])
+            spool.flush()
+        per_message = (time.process_time() - start) / n
+    print(f"spool CPU per 500-reading message: {per_message * 1e6:.0f} us ({len(payloads[0])} bytes)")
+    assert per_message < 500e-6, f"spool costs {per_message * 1e6:.0f} us per message"
+
+
+def test_bad_input_gets_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="too small"):
+        Spool(tmp_path / "s.sqlite", max_bytes=1000)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SpoolError, match="data_dir"):
+        Spool(tmp_path / "file" / "s.sqlite", max_bytes=MiB).open()
+    with Spool(tmp_path / "s.sqlite", max_bytes=MiB) as spool:
+        with pytest.raises(TypeError, match="bytes"):
+            spool.add("t", "text", first_seq=None, last_seq=None)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="at least one"):
+            spool.issue(0)
+    with pytest.raises(SpoolError, match="not open"):
+        spool.pending(1)
