@@ -1,0 +1,41 @@
+"""``floorwatch run --config FILE``: the gateway service (what the systemd unit starts).
+
+Runs until SIGTERM or SIGINT, then flushes the spool, publishes the offline presence and exits 0. A
+configuration mistake exits 1 before anything starts, with one line per problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from drivers import registry
+from edge.config import ConfigError, load_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", type=Path, default=Path("/etc/floorwatch/gateway.toml"),
+                        help="gateway configuration (TOML); default /etc/floorwatch/gateway.toml")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                        help="override [gateway] log_level")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gateway.service import EventLog, run_gateway
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        print(f"{args.config}: {len(exc.problems)} problem(s); the gateway was not started", file=sys.stderr)
+        return 1
+    problems = registry.check(config, args.config.name)
+    if problems:
+        for line in problems:
+            print(line, file=sys.stderr)
+        print(f"{args.config}: {len(problems)} problem(s); the gateway was not started", file=sys.stderr)
+        return 1
+    events = EventLog(level=args.log_level or config.gateway.log_level)
+    return run_gateway(config, events=events)

@@ -1,0 +1,1050 @@
+"""The gateway service: instrument drivers → statistics and rules → alerts → spool → MQTT, in one asyncio process.
+
+Why one process and one event loop: a Raspberry Pi beside the line has one or two cores to spare, every
+driver is I/O-bound, and a single loop lets the whole path run without locks — a measurement becomes a
+numbered reading, enters the statistics of its characteristic, fires rules and is queued for the spool in
+one synchronous step (:meth:`Gateway.ingest`), so the order of sequence numbers is the order of events.
+
+Everything that leaves the gateway goes through the spool (``edge.spool``) in sequence order: readings are
+collected into ``readings`` batches of at most ``mqtt.max_batch`` rows, and the batch is always queued
+before any other record (statistics snapshot, alert, event) so that the spool holds records in the order of
+their numbers. The spool is written to disk every ``spool.flush_interval`` seconds (one transaction — an SD
+card is not written per reading); the MQTT publisher (``edge.mqtt``) drains it and deletes what the broker
+acknowledged.
+
+Statistics and alert state are written next to the spool (``<spool>.state.json``, atomic replace) just
+before each spool flush and restored on start, so that a restart — even a SIGKILL — does not forget the
+process: control limits learned from the baseline, the rolling window, the CUSUM and EWMA, the alerts that
+are raised.
+
+Logs are one line per event in ``key=value`` form on stderr (journald adds its own timestamp); a repeated
+event (same name and subject) is printed at most once a minute with a count of what was held back.
+Secrets are never logged: the broker URL is shown without user information and passwords never appear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import edge
+from drivers import registry
+from drivers.base import Driver, Simulator
+from drivers.units import convert
+from edge.clock import SYSTEM_CLOCK, Clock
+from edge.config import CharacteristicConfig, GatewayConfig, InstrumentConfig
+from edge.model import Measurement, Reading, Severity, StatsSnapshot, Status, StatusEvent, dumps, encode_batch
+from edge.topics import Topics
+
+log = logging.getLogger("floorwatch")
+
+NAN = math.nan
+STATE_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------- logging
+
+
+def _fmt_value(value: Any) -> str:
+    if isinstance(value, float):
+        text = f"{value:.6g}"
+    else:
+        text = str(value)
+    if text == "" or any(c in text for c in ' ="\n\t'):
+        text = json.dumps(text)
+    return text
+
+
+def safe_url(url: str) -> str:
+    """A URL without user name or password, for logs and the status page.
+
+    >>> safe_url("mqtts://gw:secret@broker.example.com:8883")
+    'mqtts://broker.example.com:8883'
+    """
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class EventLog:
+    """One line per event, ``key=value``, with repeats of the same event and subject held back.
+
+    A flapping cable must not fill the SD card with the same line: an event repeated within ``window``
+    seconds is counted instead of printed, and the next line printed for it says ``repeated=N``.
+
+    >>> import io
+    >>> out = io.StringIO()
+    >>> ev = EventLog(stream=out, window=60.0, clock=lambda: 0.0, timestamps=False)
+    >>> for _ in range(3):
+    ...     ev.warning("frame_rejected", instrument="caliper-1", reason="bad checksum")
+    >>> print(out.getvalue().strip())
+    level=warning event=frame_rejected instrument=caliper-1 reason="bad checksum"
+    """
+
+    LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+    def __init__(
+        self,
+        *,
+        stream: Any = None,
+        level: str = "info",
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        timestamps: bool = True,
+    ) -> None:
+        self.stream = stream
+        self.threshold = self.LEVELS[level]
+        self.window = window
+        self.clock = clock
+        self.timestamps = timestamps
+        self._last: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def _write(self, line: str) -> None:
+        stream = self.stream if self.stream is not None else sys.stderr
+        try:
+            stream.write(line + "\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed terminal must not stop the gateway
+
+    def event(self, level: str, name: str, *, key: str = "", **fields: Any) -> None:
+        if self.LEVELS[level] < self.threshold:
+            return
+        subject = key or str(next(iter(fields.values()), "")) if fields else key
+        now = self.clock()
+        last = self._last.get((name, subject))
+        repeated = 0
+        if last is not None:
+            at, held = last
+            if now - at < self.window:
+                self._last[(name, subject)] = (at, held + 1)
+                return
+            repeated = held
+        self._last[(name, subject)] = (now, 0)
+        if len(self._last) > 10_000:  # bounded: forget the oldest subjects
+            for k in list(self._last)[:5000]:
+                del self._last[k]
+        parts = []
+        if self.timestamps:
+            t = time.time()
+            parts.append("ts=" + time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z")
+        parts.append(f"level={level}")
+        parts.append(f"event={name}")
+        parts.extend(f"{k}={_fmt_value(v)}" for k, v in fields.items() if v is not None)
+        if repeated:
+            parts.append(f"repeated={repeated}")
+        self._write(" ".join(parts))
+
+    def debug(self, name: str, **fields: Any) -> None:
+        self.event("debug", name, **fields)
+
+    def info(self, name: str, **fields: Any) -> None:
+        self.event("info", name, **fields)
+
+    def warning(self, name: str, **fields: Any) -> None:
+        self.event("warning", name, **fields)
+
+    def error(self, name: str, **fields: Any) -> None:
+        self.event("error", name, **fields)
+
+
+# ------------------------------------------------------------------------------------------ systemd
+
+
+class SystemdNotify:
+    """READY / WATCHDOG / STOPPING for ``Type=notify`` units; does nothing outside systemd.
+
+    Uses the ``sdnotify`` package (a datagram to ``$NOTIFY_SOCKET``). The watchdog is kicked from the
+    gateway's main loop, so a hung loop is restarted by systemd.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
+        usec = os.environ.get("WATCHDOG_USEC", "")
+        self.watchdog_interval = int(usec) / 2e6 if usec.isdigit() and int(usec) > 0 else None
+        self._notifier = None
+        if self.enabled:
+            import sdnotify
+
+            self._notifier = sdnotify.SystemdNotifier()
+        self._last_kick = 0.0
+
+    def notify(self, message: str) -> None:
+        if self._notifier is not None:
+            self._notifier.notify(message)
+
+    def kick(self, now: float) -> None:
+        if self.watchdog_interval is not None and now - self._last_kick >= self.watchdog_interval:
+            self._last_kick = now
+            self.notify("WATCHDOG=1")
+
+
+# ------------------------------------------------------------------------------------- state files
+
+
+def _jsonable(obj: Any) -> Any:
+    """Statistics state as plain JSON: numpy arrays and non-finite floats survive the round trip."""
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        np = None
+    if isinstance(obj, dict):
+        return {"__dict__": [[_jsonable(k), _jsonable(v)] for k, v in obj.items()]}
+    if isinstance(obj, list | tuple):
+        return {"__tuple__" if isinstance(obj, tuple) else "__list__": [_jsonable(v) for v in obj]}
+    if np is not None and isinstance(obj, np.ndarray):
+        return {"__nd__": obj.dtype.str, "shape": list(obj.shape),
+                "data": [_jsonable(float(v)) if obj.dtype.kind == "f" else v for v in obj.ravel().tolist()]}
+    if np is not None and isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return {"__float__": repr(obj)}
+    if isinstance(obj, bytes):
+        return {"__bytes__": obj.hex()}
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    raise TypeError(f"cannot save {type(obj).__name__} in the state file")
+
+
+def _restore(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if "__dict__" in obj:
+            return {_restore(k): _restore(v) for k, v in obj["__dict__"]}
+        if "__list__" in obj:
+            return [_restore(v) for v in obj["__list__"]]
+        if "__tuple__" in obj:
+            return tuple(_restore(v) for v in obj["__tuple__"])
+        if "__nd__" in obj:
+            import numpy as np
+
+            data = [_restore(v) for v in obj["data"]]
+            return np.array(data, dtype=np.dtype(obj["__nd__"])).reshape(obj["shape"])
+        if "__float__" in obj:
+            return float(obj["__float__"])
+        if "__bytes__" in obj:
+            return bytes.fromhex(obj["__bytes__"])
+    return obj
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def fingerprint(cfg: CharacteristicConfig) -> str:
+    """What a characteristic's saved statistics depend on: restored only if this is unchanged."""
+    relevant = cfg.model_dump(mode="json", exclude={"idle_after"})
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------- characteristic
+
+
+@dataclass
+class AlertCheck:
+    """One per-point alert a characteristic can raise: which bits, which kind, how severe."""
+
+    mask: int
+    kind: str
+    severity: Severity
+
+
+@dataclass
+class CharacteristicState:
+    config: CharacteristicConfig
+    stats: Any  # edge.stats.RollingStats; None for counters
+    checks: list[AlertCheck]
+    last: Reading | None = None
+    snapshot: StatsSnapshot | None = None
+    new_since_snapshot: int = 0
+    snapshot_due: bool = False
+    watch: set[str] = field(default_factory=set)  # alert kinds with a pending count in the tracker
+    # counters
+    count_last_value: float = NAN
+    count_last_change: float = NAN  # monotonic seconds of the last increase
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass
+class InstrumentState:
+    config: InstrumentConfig
+    driver: Driver | None = None
+    simulator: Simulator | None = None
+    task: asyncio.Task | None = None
+    online: bool | None = None  # None: not known yet (starting)
+    since: float = 0.0  # monotonic time the current connected state began
+    error: str = ""  # why the driver could not be created or started
+    last: Measurement | None = None
+    down_since: float | None = None  # monotonic time the connection was first seen down
+
+
+def _check_list(cfg: CharacteristicConfig) -> list[AlertCheck]:
+    from edge.stats import rules
+
+    if cfg.kind == "count":
+        return []
+    checks = []
+    if cfg.lsl is not None or cfg.usl is not None:
+        checks.append(AlertCheck(rules.OUT_OF_SPEC, "out_of_spec", Severity.CRITICAL))
+    for name in cfg.rules:
+        checks.append(AlertCheck(rules.bit(name), name, Severity.WARNING))
+    checks.append(AlertCheck(rules.EWMA, "ewma", Severity.WARNING))
+    checks.append(AlertCheck(rules.CUSUM, "cusum", Severity.WARNING))
+    return checks
+
+
+# ------------------------------------------------------------------------------------------- gateway
+
+
+class Gateway:
+    """The running gateway. ``await gateway.run(stop)`` until ``stop`` is set; returns the exit status.
+
+    ``publish=False`` runs spool-only (the demo without a broker). ``listeners`` are called with
+    ``(kind, record)`` for every reading batch, snapshot, alert and event queued — the demo's live view.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        events: EventLog | None = None,
+        publish: bool = True,
+        stats_interval: float = 1.0,
+        offline_after: float | None = None,
+        drain_timeout: float = 3.0,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.events = events or EventLog(level=config.gateway.log_level)
+        self.publish = publish
+        self.stats_interval = stats_interval
+        self.drain_timeout = drain_timeout
+        # an instrument that has not been connected for this long is reported offline
+        self.offline_after = offline_after
+        ident = config.gateway
+        self.topics = Topics(config.mqtt.topic_prefix, ident.site, ident.line, ident.id)
+        self.spool_path = config.spool_path()
+        self.state_path = self.spool_path.with_name(self.spool_path.name + ".state.json")
+        self.client_id = config.mqtt.client_id or f"floorwatch-{ident.site}-{ident.line}-{ident.id}"
+        self.max_batch = config.mqtt.max_batch
+        self.listeners: list[Callable[[str, Any], None]] = []
+        self.spool: Any = None
+        self.publisher: Any = None
+        self.alerts: Any = None
+        self.webhook: Any = None
+        self.web: Any = None
+        self.characteristics: dict[str, CharacteristicState] = {}
+        self.instruments: dict[str, InstrumentState] = {}
+        self._routes: dict[tuple[str, str], CharacteristicState] = {}
+        self._batch: list[Reading] = []
+        self._active: set[tuple[str, str]] = set()
+        self._unrouted: dict[tuple[str, str], int] = {}
+        self.started_ns = 0
+        self.started_mono = 0.0
+        self.restored = False
+        self.readings_total = 0
+        self.unit_errors = 0
+        self.dropped_total = 0
+        self._last_snapshot_round = 0.0
+        self._notify = SystemdNotify()
+        self._stopping = False
+
+    # ------------------------------------------------------------------ set-up
+
+    def _build_characteristics(self) -> None:
+        from edge.stats import RollingStats
+
+        for cfg in self.config.characteristics:
+            stats = None if cfg.kind == "count" else RollingStats.from_config(cfg)
+            state = CharacteristicState(cfg, stats, _check_list(cfg))
+            self.characteristics[cfg.name] = state
+            self._routes[(cfg.instrument, cfg.channel)] = state
+
+    def _restore_state(self) -> None:
+        from edge.alerts import AlertTracker
+
+        if not self.state_path.exists():
+            return
+        try:
+            data = _restore(json.loads(self.state_path.read_text()))
+            if data.get("version") != STATE_VERSION:
+                raise ValueError(f"state file version {data.get('version')!r}, this gateway writes {STATE_VERSION}")
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            aside = self.state_path.with_name(f"{self.state_path.name}.corrupt-{int(time.time())}")
+            with contextlib.suppress(OSError):
+                os.replace(self.state_path, aside)
+            self.events.error("state_unreadable", path=str(self.state_path), moved_to=str(aside), error=str(exc),
+                              fix="statistics start afresh; control limits are learned again from the baseline")
+            return
+        from edge.stats import RollingStats
+
+        restored = []
+        for name, saved in data.get("characteristics", {}).items():
+            ch = self.characteristics.get(name)
+            if ch is None:
+                continue
+            if saved.get("fingerprint") != fingerprint(ch.config):
+                self.events.warning("state_not_restored", characteristic=name,
+                                    reason="its configuration changed; statistics start afresh")
+                continue
+            try:
+                if ch.stats is not None and saved.get("stats") is not None:
+                    ch.stats = RollingStats.from_state(saved["stats"])
+                ch.count_last_value = saved.get("count_last_value", NAN)
+            except (ValueError, TypeError, KeyError) as exc:
+                self.events.warning("state_not_restored", characteristic=name, reason=str(exc))
+                continue
+            restored.append(name)
+        if data.get("alerts") is not None:
+            try:
+                self.alerts = AlertTracker.from_state(self.config.alerts, data["alerts"]) \
+                    if _takes_config(AlertTracker.from_state) else AlertTracker.from_state(data["alerts"])
+            except (ValueError, TypeError, KeyError) as exc:
+                self.events.warning("alert_state_not_restored", reason=str(exc))
+        self._active = {(a.subject, a.kind) for a in self.alerts.active()}
+        for subject, kind in self._active:
+            ch = self.characteristics.get(subject)
+            if ch is not None:
+                ch.watch.add(kind)
+        self.restored = bool(restored)
+        self.events.info("state_restored", characteristics=",".join(restored) or "-",
+                         active_alerts=len(self._active))
+
+    def save_state(self) -> None:
+        """Statistics and alert state to ``<spool>.state.json`` (atomic replace)."""
+        chars = {}
+        for name, ch in self.characteristics.items():
+            chars[name] = {
+                "fingerprint": fingerprint(ch.config),
+                "stats": ch.stats.state() if ch.stats is not None else None,
+                "count_last_value": ch.count_last_value,
+            }
+        data = {"version": STATE_VERSION, "saved_ns": self.clock.now_ns(), "characteristics": chars,
+                "alerts": self.alerts.state()}
+        write_atomic(self.state_path, json.dumps(_jsonable(data), separators=(",", ":")).encode())
+
+    async def _start_instrument(self, inst: InstrumentState) -> None:
+        cfg = inst.config
+        try:
+            spec = registry.get(cfg.driver)
+            options = registry.parse_options(spec, cfg)
+            if cfg.simulate is not None:
+                if spec.simulator is None:
+                    raise ValueError(f"driver {cfg.driver!r} has no simulator; remove 'simulate'")
+                inst.simulator = spec.simulator(cfg.simulate, options, self.clock)
+                await inst.simulator.start()
+                cfg = cfg.model_copy(update=dict(inst.simulator.endpoint))
+                inst.config = cfg
+            inst.driver = spec.driver(cfg, options, self.clock)
+        except Exception as exc:  # a bad instrument must not stop the others
+            inst.error = f"{type(exc).__name__}: {exc}"
+            self.events.error("instrument_not_started", instrument=cfg.name, driver=cfg.driver, error=inst.error)
+            return
+        inst.since = self.clock.monotonic()
+        inst.task = asyncio.create_task(self._drive(inst), name=f"driver:{cfg.name}")
+        self.events.info("instrument_started", instrument=cfg.name, driver=cfg.driver,
+                         port=cfg.port, host=cfg.host, simulate=cfg.simulate)
+
+    async def _drive(self, inst: InstrumentState) -> None:
+        """Run one driver; a driver bug is logged and the driver restarted, never taking the gateway down."""
+        backoff = 1.0
+        while True:
+            try:
+                assert inst.driver is not None
+                await inst.driver.run(self.ingest)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                inst.error = f"{type(exc).__name__}: {exc}"
+                self.events.error("driver_failed", instrument=inst.config.name, error=inst.error,
+                                  restart_in=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    # ------------------------------------------------------------------ the hot path
+
+    def ingest(self, m: Measurement) -> None:
+        """One measurement from a driver: number it, queue it, update statistics, rules and alerts."""
+        ch = self._routes.get((m.instrument, m.channel))
+        inst = self.instruments.get(m.instrument)
+        if inst is not None:
+            inst.last = m
+        if ch is None:
+            key = (m.instrument, m.channel)
+            self._unrouted[key] = self._unrouted.get(key, 0) + 1
+            self.events.debug("measurement_unrouted", instrument=m.instrument, channel=m.channel,
+                              fix="add a characteristic with this instrument and channel to use it")
+            return
+        cfg = ch.config
+        value = m.value
+        status = m.status
+        unit = cfg.unit
+        if m.unit and m.unit != unit:
+            try:
+                value = convert(value, m.unit, unit)
+            except ValueError as exc:
+                self.unit_errors += 1
+                self.events.warning("unit_unconvertible", characteristic=cfg.name, instrument=m.instrument,
+                                    unit=m.unit, error=str(exc))
+                value, status = NAN, Status.ERROR
+        if not math.isfinite(value) and status is Status.OK:
+            status = Status.ERROR
+        seq = self.spool.issue()
+        r = Reading(m.ts_ns, seq, m.instrument, cfg.name, value, unit, status)
+        ch.last = r
+        ch.new_since_snapshot += 1
+        self.readings_total += 1
+        batch = self._batch
+        batch.append(r)
+        if len(batch) >= self.max_batch:
+            self._queue_readings()
+        stats = ch.stats
+        if stats is None:
+            if status is Status.OK:
+                self._count(ch, value)
+            return
+        ok = status is Status.OK
+        bits = stats.push(value, ok)
+        if ok and (bits or ch.watch):
+            self._point_alerts(ch, r, int(bits))
+
+    def _point_alerts(self, ch: CharacteristicState, r: Reading, bits: int) -> None:
+        cfg = ch.config
+        lsl = NAN if cfg.lsl is None else cfg.lsl
+        usl = NAN if cfg.usl is None else cfg.usl
+        for check in ch.checks:
+            active = bool(bits & check.mask)
+            kind = check.kind
+            if not active and kind not in ch.watch:
+                continue
+            if active:
+                ch.watch.add(kind)
+            limit = NAN
+            message = ""
+            if kind == "out_of_spec":
+                if active:
+                    above = r.value > usl if math.isfinite(usl) else False
+                    limit = usl if above else lsl
+                    message = (f"{cfg.name} {r.value:g} {cfg.unit} {'above USL' if above else 'below LSL'} "
+                               f"{limit:g} {cfg.unit}")
+                else:
+                    message = f"{cfg.name} {r.value:g} {cfg.unit} back within {lsl:g}..{usl:g} {cfg.unit}"
+            elif active:
+                message = f"{cfg.name}: {_RULE_TEXT.get(kind, kind)} (value {r.value:g} {cfg.unit})"
+            else:
+                message = f"{cfg.name}: {_RULE_TEXT.get(kind, kind)} no longer seen"
+            tr = self.alerts.update(cfg.name, kind, active, ts_ns=r.ts_ns, severity=check.severity,
+                                    value=r.value, limit=limit, lsl=lsl, usl=usl, message=message)
+            if tr is not None:
+                self._alert(tr)
+                ch.snapshot_due = True
+            if not active and (cfg.name, kind) not in self._active:
+                ch.watch.discard(kind)
+
+    def _count(self, ch: CharacteristicState, value: float) -> None:
+        """A production count: remember when it last went up (for 'line stopped')."""
+        now = self.clock.monotonic()
+        changed = value != ch.count_last_value
+        if changed or not math.isfinite(ch.count_last_change):
+            ch.count_last_change = now
+        ch.count_last_value = value
+        if changed and (ch.name, "line_stopped") in self._active:
+            self._line_check(ch, now)
+
+    # ------------------------------------------------------------------ queueing records
+
+    def _queue_readings(self) -> None:
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        payload = json.dumps(encode_batch(batch), separators=(",", ":"), allow_nan=False).encode()
+        self.spool.add(self.topics.readings, payload, first_seq=batch[0].seq, last_seq=batch[-1].seq, qos=1)
+        for fn in self.listeners:
+            fn("readings", batch)
+
+    def _queue(self, topic: str, payload: bytes, seq: int | None, *, retain: bool = False) -> None:
+        """Queue one record; pending readings go first so the spool stays in sequence order."""
+        self._queue_readings()
+        self.spool.add(topic, payload, first_seq=seq, last_seq=seq, qos=1, retain=retain)
+
+    def _alert(self, tr: Any) -> None:
+        from edge.model import AlertState
+
+        seq = self.spool.issue()
+        alert = tr.to_alert(seq)
+        payload = dumps(alert)
+        self._queue(self.topics.alert(alert.subject, alert.kind), payload, seq)
+        key = (alert.subject, alert.kind)
+        if alert.state is AlertState.RAISED:
+            self._active.add(key)
+            self._queue(self.topics.active(alert.subject, alert.kind), payload, None, retain=True)
+        else:
+            self._active.discard(key)
+            self._queue(self.topics.active(alert.subject, alert.kind), b"", None, retain=True)
+        self.events.event("warning" if alert.state is AlertState.RAISED else "info", f"alert_{alert.state.value}",
+                          key=f"{alert.subject}/{alert.kind}", subject=alert.subject, kind=alert.kind,
+                          severity=alert.severity.value, seq=seq, message=alert.message)
+        if self.webhook is not None:
+            self.webhook.submit(alert)
+        for fn in self.listeners:
+            fn("alert", alert)
+
+    def status_event(self, subject: str, state: str, message: str = "", detail: dict | None = None) -> None:
+        seq = self.spool.issue()
+        ev = StatusEvent(self.clock.now_ns(), seq, subject, state, message, detail)
+        self._queue(self.topics.event(subject), dumps(ev), seq)
+        for fn in self.listeners:
+            fn("event", ev)
+
+    def _snapshot(self, ch: CharacteristicState) -> None:
+        if ch.stats is None:
+            return
+        seq = self.spool.issue()
+        snap = ch.stats.snapshot(self.clock.now_ns(), seq)
+        ch.snapshot = snap
+        ch.new_since_snapshot = 0
+        ch.snapshot_due = False
+        self._queue(self.topics.stats(ch.name), dumps(snap), seq)
+        for fn in self.listeners:
+            fn("stats", snap)
+        self._cpk_check(ch, snap)
+
+    def _cpk_check(self, ch: CharacteristicState, snap: StatsSnapshot) -> None:
+        cfg = ch.config
+        if cfg.min_cpk is None:
+            return
+        cpk = snap.cpk
+        if not math.isfinite(cpk) and (cfg.name, "cpk_low") not in self._active:
+            return
+        low = math.isfinite(cpk) and cpk < cfg.min_cpk
+        if low:
+            message = f"{cfg.name}: Cpk {cpk:.2f} below the required {cfg.min_cpk:g} (over {snap.n} readings)"
+        else:
+            message = f"{cfg.name}: Cpk {cpk:.2f} back at or above {cfg.min_cpk:g}"
+        tr = self.alerts.update(cfg.name, "cpk_low", low, ts_ns=snap.ts_ns, severity=Severity.WARNING,
+                                value=cpk, limit=cfg.min_cpk, message=message)
+        if tr is not None:
+            self._alert(tr)
+
+    # ------------------------------------------------------------------ periodic checks
+
+    def _line_check(self, ch: CharacteristicState, now: float) -> None:
+        cfg = ch.config
+        if not math.isfinite(ch.count_last_change):
+            return
+        idle = now - ch.count_last_change
+        stopped = idle >= cfg.idle_after
+        if not stopped and (cfg.name, "line_stopped") not in self._active:
+            return
+        message = (f"{cfg.name}: no new part for {idle:.0f} s (limit {cfg.idle_after:g} s)" if stopped
+                   else f"{cfg.name}: parts are counted again")
+        tr = self.alerts.update(cfg.name, "line_stopped", stopped, ts_ns=self.clock.now_ns(),
+                                severity=Severity.WARNING, value=idle, limit=cfg.idle_after, message=message)
+        if tr is not None:
+            self._alert(tr)
+
+    def _instrument_check(self, inst: InstrumentState, now: float) -> None:
+        """Online/offline from the driver's health, with a grace period so a replug is not an outage."""
+        if inst.driver is None:
+            return
+        health = inst.driver.health
+        name = inst.config.name
+        grace = self.offline_after if self.offline_after is not None else max(3.0, 3 * inst.config.timeout)
+        if health.connected:
+            inst.down_since = None
+            if inst.online is not True:
+                inst.online, inst.since = True, now
+                self.status_event(name, "online", "instrument connected",
+                                  {"frames_ok": health.frames_ok, "reconnects": health.reconnects})
+                self.events.info("instrument_online", instrument=name)
+        else:
+            if inst.down_since is None:
+                inst.down_since = now
+            if inst.online is not False and now - inst.down_since >= grace:
+                inst.online, inst.since = False, now
+                reason = health.last_error or "no connection"
+                self.status_event(name, "offline", reason,
+                                  {"frames_ok": health.frames_ok, "frames_rejected": health.frames_rejected,
+                                   "reconnects": health.reconnects})
+                self.events.warning("instrument_offline", instrument=name, error=reason)
+        offline = inst.online is False
+        if offline or (name, "instrument_offline") in self._active:
+            message = (f"{name} offline: {health.last_error or 'no connection'}" if offline
+                       else f"{name} back online")
+            tr = self.alerts.update(name, "instrument_offline", offline, ts_ns=self.clock.now_ns(),
+                                    severity=Severity.CRITICAL, message=message)
+            if tr is not None:
+                self._alert(tr)
+
+    def _spool_checks(self) -> None:
+        for kind, detail in self.spool.drain_events():
+            if kind == "dropped":
+                self.dropped_total += int(detail.get("count", 0))
+                self.status_event("spool", "dropped",
+                                  f"disk budget full: dropped {detail.get('count')} oldest readings "
+                                  f"(seq {detail.get('first_seq')}..{detail.get('last_seq')})", dict(detail))
+                self.events.error("spool_dropped", **{k: v for k, v in detail.items()},
+                                  fix="raise spool.max_bytes or restore the broker connection")
+            elif kind == "corrupt":
+                self.status_event("spool", "corrupt", "spool file was corrupt; moved aside, a new one started",
+                                  {k: str(v) for k, v in detail.items()})
+                self.events.error("spool_corrupt", **{k: str(v) for k, v in detail.items()})
+            else:
+                self.status_event("spool", kind, "", {k: v for k, v in detail.items()})
+        backlog = self.spool.backlog()
+        limit = self.config.spool.backlog_alert
+        high = backlog > limit
+        if high or ("spool", "spool_backlog") in self._active:
+            message = (f"{backlog} records wait to be published (alert above {limit})" if high
+                       else f"backlog down to {backlog} records")
+            tr = self.alerts.update("spool", "spool_backlog", high, ts_ns=self.clock.now_ns(),
+                                    severity=Severity.WARNING, value=float(backlog), limit=float(limit),
+                                    message=message)
+            if tr is not None:
+                self._alert(tr)
+
+    def tick(self) -> None:
+        """Periodic work: instrument health, line stopped, snapshots due, spool events and backlog."""
+        now = self.clock.monotonic()
+        for inst in self.instruments.values():
+            self._instrument_check(inst, now)
+        for ch in self.characteristics.values():
+            if ch.config.kind == "count":
+                self._line_check(ch, now)
+            elif ch.snapshot_due:
+                self._snapshot(ch)
+        if now - self._last_snapshot_round >= self.stats_interval:
+            self._last_snapshot_round = now
+            for ch in self.characteristics.values():
+                if ch.new_since_snapshot:
+                    self._snapshot(ch)
+        self._spool_checks()
+
+    def flush(self) -> None:
+        """Queue the pending readings, save the statistics state, commit the spool (one transaction)."""
+        self._queue_readings()
+        try:
+            self.save_state()
+        except OSError as exc:
+            self.events.error("state_not_saved", path=str(self.state_path), error=str(exc))
+        self.spool.flush()
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        """Everything ``floorwatch status`` and the local web page show (JSON-ready; NaN -> None)."""
+        now = self.clock.monotonic()
+        active = [a for a in (self.alerts.active() if self.alerts is not None else [])]
+        by_subject: dict[str, list[str]] = {}
+        for a in active:
+            by_subject.setdefault(a.subject, []).append(a.kind)
+        instruments = []
+        for name, inst in self.instruments.items():
+            h = inst.driver.health if inst.driver is not None else None
+            last = inst.last
+            instruments.append({
+                "name": name,
+                "driver": inst.config.driver,
+                "port": inst.config.port,
+                "host": inst.config.host,
+                "simulate": inst.config.simulate,
+                "connected": bool(h and h.connected),
+                "online": inst.online,
+                "frames_ok": h.frames_ok if h else 0,
+                "frames_rejected": h.frames_rejected if h else 0,
+                "frames_ignored": h.frames_ignored if h else 0,
+                "reconnects": h.reconnects if h else 0,
+                "last_error": (h.last_error if h else "") or inst.error,
+                "last_reject_reason": h.last_reject_reason if h else "",
+                "last_raw": h.last_raw.decode("latin-1") if h else "",
+                "last_reading": None if last is None else {
+                    "ts_ns": last.ts_ns, "value": _num(last.value), "unit": last.unit,
+                    "status": last.status.value, "channel": last.channel},
+                "active_alerts": by_subject.get(name, []),
+            })
+        chars = []
+        for name, ch in self.characteristics.items():
+            s = ch.snapshot
+            last = ch.last
+            entry = {
+                "name": name, "instrument": ch.config.instrument, "unit": ch.config.unit,
+                "kind": ch.config.kind, "lsl": ch.config.lsl, "usl": ch.config.usl,
+                "nominal": ch.config.nominal,
+                "last_value": None if last is None else _num(last.value),
+                "last_status": None if last is None else last.status.value,
+                "last_ts_ns": None if last is None else last.ts_ns,
+                "active_alerts": by_subject.get(name, []),
+            }
+            if s is not None:
+                entry.update({k: _num(getattr(s, k)) for k in
+                              ("n", "n_total", "n_rejected", "mean", "std", "cp", "cpk", "ppk", "ucl", "lcl",
+                               "center", "ewma")})
+                entry["baseline_done"] = s.baseline_done
+            if ch.config.kind == "count":
+                entry["idle_for"] = None if not math.isfinite(ch.count_last_change) else now - ch.count_last_change
+            chars.append(entry)
+        spool = dict(self.spool.stats()) if self.spool is not None else {}
+        if self.spool is not None:
+            spool["backlog"] = self.spool.backlog()
+        spool["path"] = str(self.spool_path)
+        spool["dropped_reported"] = self.dropped_total
+        if self.publisher is not None:
+            broker = dict(self.publisher.stats())
+            broker["enabled"] = True
+        else:
+            broker = {"enabled": False, "connected": False,
+                      "last_error": "" if self.publish else "spool-only: no broker configured for this run"}
+        broker["url"] = safe_url(self.config.mqtt.url)
+        ident = self.config.gateway
+        return _clean({
+            "gateway": {"site": ident.site, "line": ident.line, "id": ident.id, "version": edge.__version__,
+                        "started_ns": self.started_ns, "uptime_s": now - self.started_mono,
+                        "last_seq": self._last_seq(), "readings": self.readings_total,
+                        "restored": self.restored, "topic_base": self.topics.base},
+            "instruments": instruments,
+            "characteristics": chars,
+            "alerts": [{"subject": a.subject, "kind": a.kind, "severity": str(a.severity.value),
+                        "since_ns": a.ts_ns, "value": _num(a.value), "limit": _num(a.limit),
+                        "message": a.message} for a in active],
+            "spool": spool,
+            "broker": broker,
+        })
+
+    def _last_seq(self) -> int | None:
+        return self.spool.last_seq if self.spool is not None else None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Run until ``stop`` is set; flush, publish offline, return 0. Start-up failures return 1."""
+        from edge.alerts import AlertTracker
+        from edge.spool import Spool
+
+        cfg = self.config
+        self.started_ns = self.clock.now_ns()
+        self.started_mono = self.clock.monotonic()
+        self._last_snapshot_round = self.started_mono
+        try:
+            self.spool_path.parent.mkdir(parents=True, exist_ok=True)
+            self.spool = Spool(self.spool_path, max_bytes=cfg.spool.max_bytes, clock=self.clock)
+            self.spool.open()
+        except Exception as exc:
+            self.events.error("spool_unavailable", path=str(self.spool_path), error=f"{type(exc).__name__}: {exc}",
+                              fix="check that gateway.data_dir exists and is writable by the service user")
+            return 1
+        self.alerts = AlertTracker(cfg.alerts)
+        self._build_characteristics()
+        self._restore_state()
+        if cfg.alerts.webhook_url:
+            from edge.webhook import WebhookSender
+
+            self.webhook = WebhookSender(cfg.alerts.webhook_url, timeout=cfg.alerts.webhook_timeout)
+        self.events.info("gateway_starting", gateway=f"{cfg.gateway.site}/{cfg.gateway.line}/{cfg.gateway.id}",
+                         version=edge.__version__, spool=str(self.spool_path),
+                         broker=safe_url(cfg.mqtt.url) if self.publish else "none (spool-only)")
+        tasks: list[asyncio.Task] = []
+        publisher_cm = None
+        try:
+            if self.publish:
+                from edge.mqtt import MqttPublisher
+
+                publisher_cm = MqttPublisher(cfg.mqtt, self.topics, self.spool, client_id=self.client_id,
+                                             clock=self.clock)
+                self.publisher = await publisher_cm.__aenter__()
+                tasks.append(asyncio.create_task(self._publish_loop(), name="mqtt"))
+            if self.webhook is not None and hasattr(self.webhook, "run"):
+                tasks.append(asyncio.create_task(self.webhook.run(), name="webhook"))
+            if cfg.web.enabled:
+                from gateway.web import StatusServer
+
+                self.web = StatusServer(self, cfg.web.bind, events=self.events)
+                try:
+                    await self.web.start()
+                except OSError as exc:
+                    self.events.error("web_unavailable", bind=cfg.web.bind, error=str(exc),
+                                      fix="another program uses this port; change [web] bind")
+                    self.web = None
+            for inst_cfg in cfg.instruments:
+                inst = InstrumentState(inst_cfg)
+                self.instruments[inst_cfg.name] = inst
+                await self._start_instrument(inst)
+            self.status_event("gateway", "started", f"floorwatch {edge.__version__} started",
+                              {"restored": self.restored, "instruments": len(cfg.instruments)})
+            self.flush()
+            self._notify.notify("READY=1")
+            self._notify.notify(f"STATUS=running: {len(cfg.instruments)} instruments")
+            self.events.info("gateway_ready", instruments=len(cfg.instruments),
+                             characteristics=len(cfg.characteristics),
+                             web=f"http://{self.web.address}" if self.web is not None else "off")
+            await self._main_loop(stop)
+        finally:
+            await self._shutdown(tasks, publisher_cm)
+        return 0
+
+    async def _publish_loop(self) -> None:
+        assert self.publisher is not None
+        await self.publisher.run()
+
+    async def _main_loop(self, stop: asyncio.Event) -> None:
+        flush_interval = self.config.spool.flush_interval
+        tick = min(0.25, flush_interval)
+        next_flush = self.clock.monotonic() + flush_interval
+        last_broker: tuple[bool, str] | None = None
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), tick)
+            now = self.clock.monotonic()
+            try:
+                self.tick()
+                if now >= next_flush:
+                    next_flush = now + flush_interval
+                    self.flush()
+            except Exception as exc:  # keep collecting; the spool or state file may be on a full disk
+                self.events.error("flush_failed", error=f"{type(exc).__name__}: {exc}")
+            self._notify.kick(now)
+            if self.publisher is not None:
+                state = (bool(self.publisher.connected), str(self.publisher.last_error or ""))
+                if state != last_broker:
+                    if state[0]:
+                        self.events.info("broker_connected", broker=safe_url(self.config.mqtt.url))
+                    elif state[1]:
+                        self.events.error("broker_unavailable", broker=safe_url(self.config.mqtt.url),
+                                          error=state[1], backlog=self.spool.backlog())
+                    last_broker = state
+
+    async def _shutdown(self, tasks: list[asyncio.Task], publisher_cm: Any) -> None:
+        self._stopping = True
+        self._notify.notify("STOPPING=1")
+        self.events.info("gateway_stopping")
+        for inst in self.instruments.values():
+            if inst.task is not None:
+                inst.task.cancel()
+        for inst in self.instruments.values():
+            if inst.task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await inst.task
+            if inst.simulator is not None:
+                with contextlib.suppress(Exception):
+                    await inst.simulator.stop()
+        if self.spool is not None and self.alerts is not None:
+            try:
+                for ch in self.characteristics.values():
+                    if ch.new_since_snapshot:
+                        self._snapshot(ch)
+                self.status_event("gateway", "stopping", "clean shutdown", {"readings": self.readings_total})
+                self.flush()
+            except Exception as exc:
+                self.events.error("final_flush_failed", error=f"{type(exc).__name__}: {exc}")
+        if self.publisher is not None:
+            deadline = time.monotonic() + self.drain_timeout
+            while self.publisher.connected and self.spool.backlog() > 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if publisher_cm is not None:
+            try:
+                await publisher_cm.__aexit__(None, None, None)
+            except Exception as exc:
+                self.events.warning("broker_disconnect_failed", error=f"{type(exc).__name__}: {exc}")
+        if self.web is not None:
+            await self.web.stop()
+        if self.webhook is not None and hasattr(self.webhook, "close"):
+            with contextlib.suppress(Exception):
+                res = self.webhook.close()
+                if asyncio.iscoroutine(res):
+                    await res
+        if self.spool is not None:
+            backlog = self.spool.backlog()
+            self.spool.close()
+            self.events.info("gateway_stopped", readings=self.readings_total, backlog=backlog)
+
+
+_RULE_TEXT = {
+    "nelson_1": "one point beyond 3 sigma",
+    "nelson_2": "9 points in a row on one side of the centre line",
+    "nelson_3": "6 points in a row steadily increasing or decreasing",
+    "nelson_4": "14 points in a row alternating up and down",
+    "nelson_5": "2 of 3 points beyond 2 sigma on one side",
+    "nelson_6": "4 of 5 points beyond 1 sigma on one side",
+    "nelson_7": "15 points in a row within 1 sigma (stratification)",
+    "nelson_8": "8 points in a row beyond 1 sigma, none within",
+    "we_1": "one point beyond 3 sigma (WE 1)",
+    "we_2": "2 of 3 points beyond 2 sigma (WE 2)",
+    "we_3": "4 of 5 points beyond 1 sigma (WE 3)",
+    "we_4": "8 points in a row on one side (WE 4)",
+    "ewma": "EWMA outside its control limits: the process mean is drifting",
+    "cusum": "CUSUM beyond its decision interval: the process mean has shifted",
+}
+
+
+def _num(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, bytes):
+        return obj.decode("latin-1")
+    return obj
+
+
+def _takes_config(fn: Callable) -> bool:
+    import inspect
+
+    try:
+        return len(inspect.signature(fn).parameters) >= 2
+    except (TypeError, ValueError):
+        return False
+
+
+def run_gateway(config: GatewayConfig, **kwargs: Any) -> int:
+    """Run until SIGTERM or SIGINT (clean shutdown, exit 0)."""
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        gw = Gateway(config, **kwargs)
+        return await gw.run(stop)
+
+    return asyncio.run(main())
