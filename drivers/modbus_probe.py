@@ -1,0 +1,170 @@
+"""Find which Modbus units answer on a TCP host or an RTU bus, and show what their first registers hold.
+
+``floorwatch probe --modbus HOST|HOST:PORT|SERIALPORT`` calls :func:`probe`. Each unit id is asked for
+holding registers 0..9 (then input registers 0..9); a unit that answers at all — even with an exception
+response such as "illegal data address" — is present. Raw words are shown in hex with their u16, u32
+(ABCD and CDAB) and f32 readings, so a technician can pick the type and word order that make sense.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException
+
+from drivers import modbus_codec as codec
+from drivers.modbus import EXCEPTION_TEXT
+
+SAMPLE = 10  # registers read per table
+
+
+def parse_target(target: str) -> dict[str, Any]:
+    """``host``, ``host:port``, ``[v6]:port`` or a serial device path.
+
+    >>> parse_target("192.0.2.10"), parse_target("plc.local:1502")
+    ({'host': '192.0.2.10', 'tcp_port': 502}, {'host': 'plc.local', 'tcp_port': 1502})
+    >>> parse_target("/dev/ttyUSB0"), parse_target("[fd00::5]:503")
+    ({'port': '/dev/ttyUSB0'}, {'host': 'fd00::5', 'tcp_port': 503})
+    >>> parse_target("plc:99999")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'plc:99999': TCP port must be 1-65535
+    """
+    target = target.strip()
+    if not target:
+        raise ValueError("give a Modbus TCP host (host or host:port) or a serial port such as /dev/ttyUSB0")
+    if target.startswith("/") or target.upper().startswith("COM") and target[3:].isdigit():
+        return {"port": target}
+    host, port = target, "502"
+    if target.startswith("["):
+        host, _, rest = target[1:].partition("]")
+        port = rest.removeprefix(":") or "502"
+    elif target.count(":") == 1:
+        host, port = target.split(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{target!r}: TCP port must be 1-65535")
+    return {"host": host, "tcp_port": int(port)}
+
+
+def readings(registers: list[int]) -> dict[str, Any]:
+    """The first registers shown the ways a technician needs to recognise a value.
+
+    >>> r = readings([0x42F6, 0xE979, 0x0001])
+    >>> r["hex"], r["u16"][:2], round(r["f32_ABCD"], 3), r["u32_CDAB"]
+    ('42F6 E979 0001', [17142, 59769], 123.456, 3908649718)
+    """
+    out: dict[str, Any] = {"hex": codec.hexwords(registers), "u16": list(registers)}
+    if len(registers) >= 2:
+        pair = registers[:2]
+        out["u32_ABCD"] = codec.decode(pair, "u32", "ABCD")
+        out["u32_CDAB"] = codec.decode(pair, "u32", "CDAB")
+        out["f32_ABCD"] = codec.decode(pair, "f32", "ABCD")
+        out["f32_CDAB"] = codec.decode(pair, "f32", "CDAB")
+    return out
+
+
+async def _read_table(client: Any, method: str, unit: int) -> tuple[bool, Any]:
+    """(answered, registers | exception text | None). Tries 10 registers, then 1 if the device refuses."""
+    answered = False
+    last: Any = None
+    for count in (SAMPLE, 1):
+        try:
+            response = await getattr(client, method)(0, count=count, device_id=unit)
+        except ConnectionException:
+            raise
+        except ModbusException:
+            return answered, last
+        answered = True
+        if not response.isError():
+            return True, list(response.registers)
+        code = getattr(response, "exception_code", 0)
+        last = f"exception {code:02X} {EXCEPTION_TEXT.get(code, 'unknown exception code')}"
+    return answered, last
+
+
+async def probe(
+    target: str,
+    *,
+    unit_ids: Iterable[int] = range(1, 248),
+    timeout: float = 0.3,
+    out: Callable[[str], Any] = print,
+    baudrate: int = 9600,
+    parity: str = "E",
+    bytesize: int = 8,
+    stopbits: int = 1,
+) -> list[dict[str, Any]]:
+    """Scan ``unit_ids`` on ``target``; print progress through ``out``; return one dict per answering unit:
+    ``{"unit_id", "holding": {...} | "exception …", "input": {...} | "exception …"}``.
+
+    Serial settings apply to an RTU port (Modbus default 9600 8E1; many devices ship 8N1).
+    """
+    where = parse_target(target)
+    units = [u for u in unit_ids]
+    bad = [u for u in units if not 0 <= u <= 247]
+    if bad:
+        raise ValueError(f"unit ids must be 0-247, got {bad[:5]}")
+    if logging.getLogger("pymodbus").level == logging.NOTSET:
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    if "host" in where:
+        label = f"Modbus TCP {where['host']}:{where['tcp_port']}"
+        client: Any = AsyncModbusTcpClient(where["host"], port=where["tcp_port"], timeout=timeout, retries=0,
+                                           reconnect_delay=0)
+    else:
+        label = f"Modbus RTU {where['port']} {baudrate} {bytesize}{parity}{stopbits}"
+        if not os.path.exists(where["port"]):
+            raise ConnectionException(f"serial port {where['port']} does not exist (adapter plugged in?)")
+        client = AsyncModbusSerialClient(where["port"], framer=FramerType.RTU, baudrate=baudrate, bytesize=bytesize,
+                                         parity=parity, stopbits=stopbits, timeout=timeout, retries=0,
+                                         reconnect_delay=0)
+    out(f"probing {label}: unit ids {units[0]}..{units[-1]} ({len(units)}), {timeout:g} s each")
+    if not await client.connect():
+        client.close()
+        raise ConnectionException(f"cannot connect to {label}: check the address, cable and power")
+    client.set_max_no_responses(1_000_000)
+    found: list[dict[str, Any]] = []
+    try:
+        for n, unit in enumerate(units, 1):
+            answered_h, holding = await _read_table(client, "read_holding_registers", unit)
+            # A unit that ignored the first request is absent: do not spend a second timeout on it.
+            answered_i, inputs = (await _read_table(client, "read_input_registers", unit) if answered_h
+                                  else (False, None))
+            if answered_h or answered_i:
+                entry = {
+                    "unit_id": unit,
+                    "holding": readings(holding) if isinstance(holding, list) else holding,
+                    "input": readings(inputs) if isinstance(inputs, list) else inputs,
+                }
+                found.append(entry)
+                out(f"unit {unit}: answers")
+                for table in ("holding", "input"):
+                    value = entry[table]
+                    text = f"registers 0..: {value['hex']}" if isinstance(value, dict) else (value or "no reply")
+                    out(f"  {table}: {text}")
+            if n % 10 == 0 or n == len(units):
+                out(f"scanned {n}/{len(units)} unit ids, {len(found)} answering")
+            if not client.connected:
+                raise ConnectionException(f"{label}: connection lost during the scan")
+    finally:
+        client.close()
+    if not found:
+        out("no unit answered: check wiring (A/B swapped?), termination, baud rate and parity, and unit ids")
+    elif "host" in where and len(found) == len(units) and len(units) > 1:
+        out("every unit id answered: this is probably a single Modbus TCP device that ignores the unit id")
+    return found
+
+
+async def _main(target: str) -> int:  # pragma: no cover - manual use: python -m drivers.modbus_probe HOST
+    found = await probe(target, unit_ids=range(1, 248))
+    return 0 if found else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.exit(asyncio.run(_main(sys.argv[1])))

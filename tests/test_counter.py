@@ -1,0 +1,152 @@
+"""Production counter semantics: wrap, operator reset, device replacement, rate and line-stopped."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from drivers.counter import ProductionCounter
+
+
+def feed(counter: ProductionCounter, readings: list[tuple[int, float]]) -> list[str]:
+    return [counter.update(raw, t).event for raw, t in readings]
+
+
+def test_steady_production_counts_every_part():
+    c = ProductionCounter()
+    events = feed(c, [(1000 + 2 * t, float(t)) for t in range(31)])
+    assert events[0] == "start" and set(events[1:]) == {"count"}
+    assert c.total == 60
+    assert c.snapshot(30.0).rate == pytest.approx(120.0)
+
+
+def test_first_reading_counts_nothing_whatever_the_device_shows():
+    c = ProductionCounter()
+    assert c.update(4_000_000_000, 0.0).delta == 0
+    assert c.total == 0
+
+
+def test_16_bit_wrap_is_counted_across_the_wrap():
+    c = ProductionCounter(modulus=2**16)
+    assert feed(c, [(65530, 0.0), (65535, 1.0), (4, 2.0)]) == ["start", "count", "wrap"]
+    assert c.total == 5 + 5
+
+
+def test_32_bit_wrap():
+    c = ProductionCounter(modulus=2**32)
+    assert feed(c, [(2**32 - 3, 0.0), (7, 1.0)]) == ["start", "wrap"]
+    assert c.total == 10
+
+
+def test_preset_counter_wrapping_at_9999():
+    c = ProductionCounter(modulus=10_000)
+    assert feed(c, [(9995, 0.0), (3, 1.0)]) == ["start", "wrap"]
+    assert c.total == 8
+
+
+def test_operator_reset_counts_the_parts_made_since_the_reset():
+    c = ProductionCounter(modulus=2**32)
+    assert feed(c, [(5000, 0.0), (5004, 1.0), (3, 2.0), (9, 3.0)]) == ["start", "count", "reset", "count"]
+    assert c.total == 4 + 3 + 6
+
+
+def test_replacement_with_a_higher_unrelated_value_is_not_a_spike():
+    c = ProductionCounter(modulus=2**32)
+    upd = [c.update(raw, t) for raw, t in [(5000, 0.0), (5002, 1.0), (3_000_000, 2.0), (3_000_002, 3.0)]]
+    assert [u.event for u in upd] == ["start", "count", "replaced", "count"]
+    assert c.total == 4
+    assert "5002 to 3000000" in upd[2].detail
+
+
+def test_replacement_with_a_lower_unrelated_value_is_not_negative():
+    c = ProductionCounter(modulus=2**16)
+    assert feed(c, [(50000, 0.0), (50002, 1.0), (20000, 2.0), (20001, 3.0)]) == ["start", "count", "replaced", "count"]
+    assert c.total == 3
+
+
+def test_a_long_gap_allows_a_proportionally_larger_increase():
+    # The device was unreachable for an hour while the line ran at 100 parts/min: those parts count.
+    c = ProductionCounter(max_rate=200)
+    feed(c, [(1000, 0.0), (7000, 3600.0)])
+    assert c.total == 6000
+
+
+def test_increase_faster_than_the_line_can_run_is_a_replacement():
+    c = ProductionCounter(max_rate=60, min_jump=5)  # one part a second at most
+    assert feed(c, [(0, 0.0), (4, 1.0), (500, 2.0)]) == ["start", "count", "replaced"]
+    assert c.total == 4
+
+
+def test_unchanged_reading():
+    c = ProductionCounter()
+    assert feed(c, [(10, 0.0), (10, 1.0)]) == ["start", "unchanged"]
+
+
+def test_line_stops_after_idle_time_and_restarts_with_the_next_part():
+    c = ProductionCounter(idle_after=30)
+    feed(c, [(0, 0.0), (5, 10.0), (5, 20.0)])
+    assert not c.snapshot(39.9).stopped
+    state = c.snapshot(40.0)
+    assert state.stopped and state.idle_for == pytest.approx(30.0)
+    c.update(6, 41.0)
+    assert not c.snapshot(41.0).stopped
+
+
+def test_line_that_never_produced_is_stopped_after_idle_time():
+    c = ProductionCounter(idle_after=5)
+    c.update(100, 0.0)
+    assert c.snapshot(5.0).stopped
+
+
+def test_rate_decays_to_zero_when_parts_stop_coming():
+    c = ProductionCounter(rate_window=60)
+    for t in range(0, 61):
+        c.update(2 * t, float(t))
+    assert c.snapshot(60.0).rate == pytest.approx(120.0)
+    assert c.snapshot(90.0).rate == pytest.approx(60.0)
+    assert c.snapshot(121.0).rate == 0.0
+
+
+def test_snapshot_before_any_reading():
+    state = ProductionCounter().snapshot(5.0)
+    assert (state.total, state.rate, state.stopped, state.raw) == (0, 0.0, False, None)
+
+
+@pytest.mark.parametrize(("raw", "error"), [(-1, ValueError), (2**16, ValueError), (True, TypeError), (1.5, TypeError)])
+def test_impossible_readings_are_refused(raw, error):
+    c = ProductionCounter(modulus=2**16)
+    with pytest.raises(error):
+        c.update(raw, 0.0)
+
+
+def test_time_must_not_go_backwards():
+    c = ProductionCounter()
+    c.update(1, 5.0)
+    with pytest.raises(ValueError, match="time order"):
+        c.update(2, 4.0)
+
+
+@pytest.mark.parametrize("kwargs", [{"modulus": 1}, {"max_rate": 0}, {"idle_after": -1}, {"min_jump": -1}])
+def test_bad_settings(kwargs):
+    with pytest.raises(ValueError):
+        ProductionCounter(**kwargs)
+
+
+@given(
+    modulus=st.sampled_from([2**16, 2**32, 10_000]),
+    steps=st.lists(st.tuples(st.integers(0, 2**32 - 1), st.floats(0.0, 30.0)), min_size=1, max_size=60),
+)
+def test_arbitrary_readings_never_go_negative_nor_spike(modulus, steps):
+    c = ProductionCounter(modulus=modulus, max_rate=600, min_jump=10)
+    t, previous = 0.0, 0
+    for raw, dt in steps:
+        t += dt
+        update = c.update(raw % modulus, t)
+        assert update.delta >= 0
+        # never more than the line can make in the elapsed time (or the always-believed burst)
+        assert update.delta <= max(10, int(600 * dt / 60) + 1)
+        assert c.total == previous + update.delta
+        previous = c.total
+        state = c.snapshot(t)
+        assert state.rate >= 0.0 and state.total == c.total
