@@ -1,0 +1,276 @@
+"""InfluxDB sink: gateway records as line protocol in the documented schema, and a writer that never gives up.
+
+The schema is documented in ``docs/influxdb-schema.md``; the dashboards in ``dashboards/`` query exactly
+these measurement, tag and field names (the test suite runs every dashboard query against a real InfluxDB
+loaded with the output of this module, so a rename here breaks a test, not a dashboard).
+
+Writes are idempotent: a record's point is identified by its series (measurement + tags) and its own
+timestamp (``ts_ns`` of the record, nanosecond precision), so a record delivered twice (QoS 1 is
+at-least-once) overwrites itself instead of counting twice.
+
+>>> from edge.model import Reading
+>>> origin = Origin("dongguan-2", "line-3", "gw-01")
+>>> r = Reading(ts_ns=1_700_000_000_000_000_000, seq=7, instrument="caliper-1",
+...             characteristic="bore_diameter", value=12.061, unit="mm")
+>>> print(reading_line(origin, r, Spec(nominal=12.0, lsl=11.95, usl=12.05)))
+reading,characteristic=bore_diameter,gateway=gw-01,instrument=caliper-1,line=line-3,site=dongguan-2,unit=mm out_of_spec=true,seq=7i,status="ok",value=12.061 1700000000000000000
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from influxdb_client import InfluxDBClient, Point, WritePrecision
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.rest import ApiException
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from edge.model import Alert, AlertState, Reading, StatsSnapshot, StatusEvent
+
+log = logging.getLogger(__name__)
+
+# Measurement names (docs/influxdb-schema.md). The dashboards import these constants.
+READING = "reading"
+STATS = "stats"
+ALERT = "alert"
+EVENT = "event"
+PRESENCE = "presence"
+INTEGRITY = "integrity"
+
+# Statistics fields that are record metadata or tags, not figures.
+_STATS_SKIP = {"ts_ns", "seq", "characteristic"}
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Which gateway a record came from: the site/line/gateway part of its MQTT topic (tags on every point)."""
+
+    site: str
+    line: str
+    gateway: str
+
+    def tags(self, point: Point) -> Point:
+        return point.tag("site", self.site).tag("line", self.line).tag("gateway", self.gateway)
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """A characteristic's specification (from a gateway configuration); None where not specified.
+
+    >>> Spec(lsl=1.0, usl=2.0).outside(2.5), Spec(lsl=1.0).outside(2.5), Spec().outside(9.0)
+    (True, False, None)
+    """
+
+    nominal: float | None = None
+    lsl: float | None = None
+    usl: float | None = None
+
+    def outside(self, value: float) -> bool | None:
+        """True when ``value`` is out of tolerance; None when there is nothing to compare against."""
+        if not math.isfinite(value) or (self.lsl is None and self.usl is None):
+            return None
+        return (self.lsl is not None and value < self.lsl) or (self.usl is not None and value > self.usl)
+
+
+def _finite(point: Point, name: str, value: float | None) -> Point:
+    # Undefined figures (NaN, None) are left out: InfluxDB has no NaN, and a missing field reads as null.
+    if value is not None and math.isfinite(value):
+        point.field(name, float(value))
+    return point
+
+
+def reading_point(origin: Origin, r: Reading, spec: Spec | None = None) -> Point:
+    """One reading. ``value`` is left out when the instrument gave no number; ``seq`` and ``status`` are
+    always present, so the point exists either way. ``out_of_spec`` is written when the spec is known."""
+    p = origin.tags(Point(READING)).tag("instrument", r.instrument).tag("characteristic", r.characteristic)
+    p.tag("unit", r.unit)
+    _finite(p, "value", r.value)
+    p.field("seq", r.seq).field("status", r.status.value)
+    if r.part_id is not None:
+        p.field("part_id", r.part_id)
+    if r.lot is not None:
+        p.field("lot", r.lot)
+    if spec is not None:
+        outside = spec.outside(r.value)
+        if outside is not None:
+            p.field("out_of_spec", outside)
+    return p.time(r.ts_ns, WritePrecision.NS)
+
+
+def reading_line(origin: Origin, r: Reading, spec: Spec | None = None) -> str:
+    return reading_point(origin, r, spec).to_line_protocol()
+
+
+def stats_point(origin: Origin, s: StatsSnapshot, spec: Spec | None = None) -> Point:
+    """A statistics snapshot: every figure as a field (NaN left out), plus the spec limits when known, so
+    that charts can draw nominal/LSL/USL lines next to the control limits."""
+    p = origin.tags(Point(STATS)).tag("characteristic", s.characteristic)
+    p.field("seq", s.seq)
+    for f in fields(s):
+        if f.name in _STATS_SKIP:
+            continue
+        value = getattr(s, f.name)
+        if isinstance(value, bool):
+            p.field(f.name, value)
+        elif isinstance(value, int):
+            p.field(f.name, value)
+        else:
+            _finite(p, f.name, value)
+    if spec is not None:
+        _finite(p, "nominal", spec.nominal)
+        _finite(p, "lsl", spec.lsl)
+        _finite(p, "usl", spec.usl)
+    return p.time(s.ts_ns, WritePrecision.NS)
+
+
+def alert_point(origin: Origin, a: Alert) -> Point:
+    """An alert raised or cleared; ``active`` is 1 while raised, 0 once cleared (for state timelines)."""
+    p = origin.tags(Point(ALERT)).tag("subject", a.subject).tag("kind", a.kind).tag("severity", a.severity.value)
+    p.field("seq", a.seq).field("state", a.state.value).field("active", 1 if a.state is AlertState.RAISED else 0)
+    p.field("message", a.message)
+    for name in ("value", "limit", "lsl", "usl"):
+        _finite(p, name, getattr(a, name))
+    return p.time(a.ts_ns, WritePrecision.NS)
+
+
+def event_point(origin: Origin, e: StatusEvent) -> Point:
+    """A change of state. Numeric ``detail`` entries become ``detail_<key>`` float fields (e.g.
+    ``detail_backlog``, ``detail_count``); the whole detail is kept as JSON text in ``detail``.
+    Instrument and gateway states online/offline also give ``online`` (1/0)."""
+    p = origin.tags(Point(EVENT)).tag("subject", e.subject).tag("state", e.state)
+    p.field("seq", e.seq).field("message", e.message)
+    if e.state in ("online", "offline"):
+        p.field("online", 1 if e.state == "online" else 0)
+    if e.detail:
+        p.field("detail", json.dumps(e.detail, sort_keys=True, separators=(",", ":"), default=str))
+        for key, value in sorted(e.detail.items()):
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                _finite(p, f"detail_{key}", value)
+    return p.time(e.ts_ns, WritePrecision.NS)
+
+
+def presence_point(origin: Origin, state: str, since_ns: int, version: str, received_ns: int) -> Point:
+    """A gateway's presence (retained ``status`` topic). Timestamped when the bridge received it: the
+    last will carries the time its session began, which would otherwise overwrite the online point."""
+    p = origin.tags(Point(PRESENCE))
+    p.field("state", state).field("online", 1 if state == "online" else 0).field("since_ns", since_ns)
+    p.field("version", version)
+    return p.time(received_ns, WritePrecision.NS)
+
+
+def integrity_point(origin: Origin, kind: str, first_seq: int, last_seq: int, ts_ns: int, *,
+                    explained: bool, message: str) -> Point:
+    """A data-integrity event: ``kind`` is ``gap`` (numbers never received), ``dropped`` (the gateway
+    said it dropped them: an explained gap) or ``reset`` (the gateway's numbering started again)."""
+    p = origin.tags(Point(INTEGRITY)).tag("kind", kind)
+    p.field("first_seq", first_seq).field("last_seq", last_seq)
+    p.field("count", max(0, last_seq - first_seq + 1)).field("explained", explained).field("message", message)
+    return p.time(ts_ns, WritePrecision.NS)
+
+
+def to_lines(points: Iterable[Point]) -> list[str]:
+    return [p.to_line_protocol() for p in points]
+
+
+# --- writing ------------------------------------------------------------------------------------------
+
+
+class WriteRejected(Exception):
+    """The database refused the data itself (HTTP 400/422: malformed or conflicting field types):
+    retrying cannot help; the records go to the dead letters with this reason."""
+
+
+class WriteAborted(Exception):
+    """Shutdown was requested while a write was still failing; nothing was acknowledged."""
+
+
+@dataclass(frozen=True, slots=True)
+class InfluxTarget:
+    """Where to write with the InfluxDB v2 write API.
+
+    - InfluxDB 2.x / 3.x: ``url``, ``org``, ``bucket`` (3.x: the database) and an API token.
+    - InfluxDB 1.8+ (compatibility API ``/api/v2/write``): ``org`` is ignored (write ``-``), ``bucket`` is
+      ``database/retention-policy`` (or just ``database``), the token is ``username:password``
+      (or any text when authentication is off).
+    """
+
+    url: str
+    org: str
+    bucket: str
+    token: str
+    timeout_s: float = 10.0
+    gzip: bool = True
+
+
+class InfluxWriter:
+    """Synchronous v2 writes with retry and exponential backoff until the database takes the data.
+
+    The bridge acknowledges MQTT messages only after :meth:`write` returned, so retrying here (instead of
+    dropping) is what makes a database outage lose nothing: the broker keeps the unacknowledged messages.
+    """
+
+    def __init__(self, target: InfluxTarget, *, backoff_initial: float = 0.5, backoff_max: float = 30.0) -> None:
+        self.target = target
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.client = InfluxDBClient(
+            url=target.url, token=target.token, org=target.org,
+            timeout=int(target.timeout_s * 1000), enable_gzip=target.gzip,
+            retries=False,  # retries are ours: with backoff and a stop signal
+        )
+        self.api = self.client.write_api(write_options=SYNCHRONOUS)
+        self.failures = 0  # consecutive failed attempts (for status/logging)
+
+    def write(self, lines: list[str], stop: threading.Event | None = None) -> None:
+        """Write ``lines`` (line protocol, ns precision). Returns once stored; retries transient failures
+        (connection refused, timeouts, 5xx, 429, and 401/403/404 which an operator can fix while we wait).
+        Raises :class:`WriteRejected` for data the database will never accept, :class:`WriteAborted` when
+        ``stop`` is set while still failing."""
+        if not lines:
+            return
+        delay = self.backoff_initial
+        body = "\n".join(lines)
+        while True:
+            try:
+                self.api.write(bucket=self.target.bucket, org=self.target.org, record=body,
+                               write_precision=WritePrecision.NS)
+                if self.failures:
+                    log.warning("InfluxDB write succeeded again after %d failed attempt(s)", self.failures)
+                self.failures = 0
+                return
+            except ApiException as exc:
+                if exc.status in (400, 422):
+                    raise WriteRejected(f"InfluxDB rejected the data ({exc.status}): {_body(exc)}") from None
+                reason = f"HTTP {exc.status}: {_body(exc)}"
+                if exc.status in (401, 403):
+                    reason += " (check the token / token_file and its write permission on the bucket)"
+                elif exc.status == 404:
+                    reason += f" (does bucket/database {self.target.bucket!r} exist?)"
+            except (Urllib3Error, OSError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            self.failures += 1
+            log.error("InfluxDB write to %s failed (attempt %d): %s; retrying in %.1f s",
+                      self.target.url, self.failures, reason, delay)
+            if stop is not None:
+                if stop.wait(delay):
+                    raise WriteAborted(f"stopped while InfluxDB writes were failing: {reason}")
+            else:
+                time.sleep(delay)
+            delay = min(delay * 2, self.backoff_max)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _body(exc: ApiException) -> str:
+    body: Any = exc.body
+    if isinstance(body, bytes):
+        body = body.decode(errors="replace")
+    return str(body or exc.reason)[:300]

@@ -1,0 +1,737 @@
+"""The MQTT → InfluxDB bridge: what the buyer's Grafana reads is written here.
+
+Guarantees, and how they are kept:
+
+- **Nothing lost in a database outage.** The bridge subscribes with QoS 1 in a persistent MQTT 5 session
+  (``clean_start=False`` and a session expiry) and acknowledges a message only after InfluxDB stored its
+  points (paho's ``manual_ack``). While the database is down, writes are retried with backoff and nothing
+  is acknowledged, so the broker keeps every message (its ``max_queued_messages`` must not cap the queue:
+  see docs/influxdb-schema.md). A message acknowledged is a message stored.
+- **Several bridges split the load.** The subscription is shared (``$share/<group>/<prefix>/+/+/+/#``).
+- **Garbage never stops it.** Every payload is validated with ``edge.model``; one that fails goes to the
+  dead-letter topic (and log/file) with the reason, is acknowledged, and the bridge carries on.
+- **Loss is visible.** Sequence numbers are tracked per gateway: duplicates are dropped (the point would be
+  the same anyway: writes are idempotent), numbers still missing after ``gap_grace`` seconds are written
+  as ``integrity`` points (kind ``gap``), and ranges the gateway itself reported dropped (``events/spool``,
+  state ``dropped``) are written as explained (kind ``dropped``, ``explained=true``).
+
+With several bridge instances in one group each sees only its share of a gateway's numbers; give each
+instance its own ``gateways`` filter (e.g. one site each) so that every gateway's numbers reach one
+instance, or the gaps one instance sees are the messages another one took.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge import influx, topics
+from edge.config import ConfigError, load_config
+from edge.influx import InfluxTarget, InfluxWriter, Origin, Spec, WriteAborted, WriteRejected
+from edge.model import Alert, PayloadError, Reading, StatsSnapshot, StatusEvent, decode, decode_batch
+
+log = logging.getLogger("floorwatch.bridge")
+
+
+# --- configuration ------------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class BridgeMqtt(_Strict):
+    url: str = Field("mqtt://localhost:1883", description="mqtt://host:port or mqtts://host:port (TLS)")
+    client_id: str = Field(
+        default_factory=lambda: f"floorwatch-bridge-{socket.gethostname()}",
+        description="Stable per instance: the broker keeps this session's messages while the bridge is away",
+    )
+    group: str = Field("floorwatch-bridge", pattern=r"^[^/#+\s]+$", description="Shared-subscription group")
+    topic_prefix: str = Field("floorwatch/v1", pattern=r"^[^#+\s]+[^/#+\s]$")
+    gateways: str = Field("+/+/+", description="site/line/gateway filter under the prefix, e.g. 'dongguan-2/+/+'")
+    keepalive: int = Field(30, ge=5, le=3600)
+    session_expiry: int = Field(7 * 24 * 3600, ge=60, description="Seconds the broker keeps the session")
+    receive_maximum: int = Field(100, ge=1, le=65535, description="Unacknowledged messages in flight to us")
+    dead_letter_topic: str = Field("floorwatch/deadletter", pattern=r"^[^#+\s]+[^/#+\s]$")
+    username: str | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    tls_insecure: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
+            raise ValueError(f"{url!r} is not a broker URL; write mqtt://host:1883 or mqtts://host:8883")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ValueError(f"{url!r} has an invalid port") from None
+        return url
+
+    @field_validator("gateways")
+    @classmethod
+    def _gateways(cls, v: str) -> str:
+        parts = v.split("/")
+        if len(parts) != 3 or not all(parts) or any("#" in p or ("+" in p and p != "+") for p in parts):
+            raise ValueError(f"{v!r} is not site/line/gateway; use names or '+', e.g. 'dongguan-2/+/+'")
+        return v
+
+    @model_validator(mode="after")
+    def _checks(self) -> BridgeMqtt:
+        if self.password_file is not None and self.password_env is not None:
+            raise ValueError("give password_file or password_env, not both")
+        if (self.password_file or self.password_env) and not self.username:
+            raise ValueError("a password is configured but no username")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("a client certificate needs both cert_file and key_file")
+        if (self.ca_file or self.cert_file) and not self.tls:
+            raise ValueError("TLS files are set but the url is not mqtts://; use mqtts://host:8883")
+        if mqtt.topic_matches_sub(self.topic_filter, self.dead_letter_topic + "/x/y/z/readings"):
+            raise ValueError(
+                f"dead_letter_topic {self.dead_letter_topic!r} lies under the subscription "
+                f"{self.topic_filter!r}: dead letters would come back; choose a topic outside it"
+            )
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme in ("mqtts", "ssl")
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "localhost"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+
+    @property
+    def topic_filter(self) -> str:
+        return f"{self.topic_prefix}/{self.gateways}/#"
+
+    @property
+    def subscription(self) -> str:
+        return f"$share/{self.group}/{self.topic_filter}"
+
+    def password(self) -> str | None:
+        if self.password_file is not None:
+            return _read_secret(self.password_file, "mqtt.password_file")
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(f"mqtt.password_env: environment variable {self.password_env} is not set")
+            return value
+        return None
+
+
+class BridgeInflux(_Strict):
+    url: str = Field("http://localhost:8086", description="InfluxDB 2.x/3.x, or 1.8+ (compatibility API)")
+    org: str = Field("-", description="Organisation (2.x); '-' for InfluxDB 1.8 and 3.x")
+    bucket: str = Field("floorwatch", description="Bucket (2.x), database (3.x), 'database/rp' (1.8)")
+    token_file: Path | None = Field(None, description="File holding the API token (1.8: 'user:password')")
+    token_env: str | None = None
+    timeout: float = Field(10.0, gt=0, le=300)
+    gzip: bool = True
+    batch_size: int = Field(5000, ge=1, le=100_000, description="Points per write at most")
+    linger: float = Field(0.05, ge=0, le=10, description="Seconds to wait for more messages before a write")
+    flush_interval: float = Field(1.0, gt=0, le=60, description="Seconds a batch waits at most")
+    backoff_initial: float = Field(0.5, gt=0, le=60)
+    backoff_max: float = Field(30.0, gt=0, le=3600)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an http(s) URL, e.g. http://influxdb:8086")
+        return url
+
+    @model_validator(mode="after")
+    def _token(self) -> BridgeInflux:
+        if self.token_file is not None and self.token_env is not None:
+            raise ValueError("give token_file or token_env, not both")
+        return self
+
+    def token(self) -> str:
+        if self.token_file is not None:
+            return _read_secret(self.token_file, "influxdb.token_file")
+        if self.token_env is not None:
+            value = os.environ.get(self.token_env)
+            if value is None:
+                raise ConfigError(f"influxdb.token_env: environment variable {self.token_env} is not set")
+            return value
+        return ""  # InfluxDB 1.x without authentication, VictoriaMetrics
+
+
+class BridgeSequence(_Strict):
+    gap_grace: float = Field(10.0, ge=0, le=3600, description="Seconds a missing number may still arrive")
+    reset_window: int = Field(1_000_000, ge=1000, description="A number this far below the highest = restart")
+    state_file: Path | None = Field(None, description="Keep sequence state across bridge restarts")
+
+
+class BridgeSection(_Strict):
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    dead_letter_file: Path | None = Field(None, description="Also append dead letters here (JSON lines)")
+    gateway_configs: list[Path] = Field(
+        default_factory=list, description="Gateway TOML files: their spec limits mark out-of-tolerance points"
+    )
+
+
+class BridgeConfig(_Strict):
+    bridge: BridgeSection = Field(default_factory=BridgeSection)
+    mqtt: BridgeMqtt = Field(default_factory=BridgeMqtt)
+    influxdb: BridgeInflux = Field(default_factory=BridgeInflux)
+    sequence: BridgeSequence = Field(default_factory=BridgeSequence)
+
+
+def _read_secret(path: Path, key: str) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _problems(source: str, exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            out.append(f"{source}: {path}: unknown key; see gateway/bridge.example.toml for the keys")
+        elif err["type"] == "missing":
+            out.append(f"{source}: {path}: required key is missing")
+        else:
+            shown = "" if isinstance(err.get("input"), dict | list) else f" (got {err.get('input')!r})"
+            out.append(f"{source}: {path}: {err['msg'].removeprefix('Value error, ')}{shown}")
+    return out
+
+
+def parse_bridge_config(data: dict[str, Any], source: str = "<bridge config>") -> BridgeConfig:
+    try:
+        return BridgeConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = _problems(source, exc)
+        raise ConfigError("\n".join(problems), problems) from None
+
+
+def load_bridge_config(path: str | os.PathLike[str]) -> BridgeConfig:
+    """Read and validate a bridge TOML file; :class:`ConfigError` with one line per problem."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; copy gateway/bridge.example.toml to start from") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_bridge_config(data, source=path.name)
+
+
+def load_specs(paths: list[Path]) -> dict[tuple[str, str, str, str], Spec]:
+    """(site, line, gateway, characteristic) -> spec limits, from gateway configuration files."""
+    specs: dict[tuple[str, str, str, str], Spec] = {}
+    for path in paths:
+        cfg = load_config(path)
+        g = cfg.gateway
+        for c in cfg.characteristics:
+            if c.kind == "measurement":
+                specs[(g.site, g.line, g.id, c.name)] = Spec(nominal=c.nominal, lsl=c.lsl, usl=c.usl)
+    return specs
+
+
+# --- sequence tracking --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Missing:
+    first: int
+    last: int
+    detected: float  # monotonic time the gap was seen
+    ts_ns: int  # time of the record that revealed it (the integrity point's timestamp)
+    reported: bool = False
+
+
+@dataclass
+class _Gateway:
+    high: int
+    missing: list[_Missing] = field(default_factory=list)
+
+
+class SequenceTracker:
+    """Per-gateway sequence numbers: which are new, which are duplicates, which are missing.
+
+    >>> t = SequenceTracker(gap_grace=0)
+    >>> o = Origin("s", "l", "g")
+    >>> [t.observe(o, n, n) for n in (1, 2, 5, 2, 3)]
+    ['new', 'new', 'new', 'duplicate', 'new']
+    >>> [(p._fields["first_seq"], p._fields["last_seq"]) for p in t.due(now=1e12)]
+    [(4, 4)]
+    """
+
+    def __init__(self, gap_grace: float = 10.0, reset_window: int = 1_000_000, max_ranges: int = 10_000) -> None:
+        self.gap_grace = gap_grace
+        self.reset_window = reset_window
+        self.max_ranges = max_ranges
+        self.gateways: dict[Origin, _Gateway] = {}
+        self.pending: list[Any] = []  # integrity points to write with the next batch
+        self.duplicates = 0
+        self.gaps = 0
+
+    def observe(self, origin: Origin, seq: int, ts_ns: int, now: float | None = None) -> str:
+        """'new' (write it) or 'duplicate' (already written: drop it)."""
+        now = time.monotonic() if now is None else now
+        gw = self.gateways.get(origin)
+        if gw is None:
+            self.gateways[origin] = _Gateway(high=seq)
+            return "new"
+        if seq == gw.high + 1:
+            gw.high = seq
+            return "new"
+        if seq > gw.high:
+            gw.missing.append(_Missing(gw.high + 1, seq - 1, now, ts_ns))
+            del gw.missing[: max(0, len(gw.missing) - self.max_ranges)]
+            gw.high = seq
+            return "new"
+        if self._fill(gw, seq):
+            return "new"
+        if seq <= gw.high - self.reset_window:
+            self.restart(origin, seq, ts_ns, f"sequence number {seq} is far below the highest seen ({gw.high})")
+            return "new"
+        self.duplicates += 1
+        return "duplicate"
+
+    def restart(self, origin: Origin, seq: int, ts_ns: int, why: str) -> None:
+        """The gateway's numbering began again (reinstalled, state lost): forget what was seen."""
+        gw = self.gateways.get(origin)
+        if gw is not None:
+            self.pending.append(influx.integrity_point(origin, "reset", seq, gw.high, ts_ns, explained=False,
+                                                       message=f"numbering restarted: {why}"))
+            log.warning("%s/%s/%s: %s; sequence tracking restarts at %d", *_o(origin), why, seq)
+        self.gateways[origin] = _Gateway(high=seq)
+
+    def _fill(self, gw: _Gateway, seq: int) -> bool:
+        for i, m in enumerate(gw.missing):
+            if m.first <= seq <= m.last:
+                parts = [x for x in (_Missing(m.first, seq - 1, m.detected, m.ts_ns, m.reported),
+                                     _Missing(seq + 1, m.last, m.detected, m.ts_ns, m.reported))
+                         if x.first <= x.last]
+                gw.missing[i : i + 1] = parts
+                if m.reported:
+                    log.info("late arrival of sequence number %d (reported missing before)", seq)
+                return True
+        return False
+
+    def explain(self, origin: Origin, first: int, last: int, ts_ns: int, count: int | None = None) -> None:
+        """The gateway reported it dropped ``first..last`` (spool full): an explained gap."""
+        self.pending.append(influx.integrity_point(
+            origin, "dropped", first, last, ts_ns, explained=True,
+            message=f"gateway dropped {count if count is not None else last - first + 1} record(s) "
+                    f"{first}..{last} (spool full)"))
+        gw = self.gateways.get(origin)
+        if gw is None:
+            return
+        kept: list[_Missing] = []
+        for m in gw.missing:
+            lo, hi = max(m.first, first), min(m.last, last)
+            if lo > hi:
+                kept.append(m)
+                continue
+            if m.reported:  # rewrite the gap point already written (same series and time) as explained
+                self.pending.append(influx.integrity_point(
+                    origin, "gap", m.first, m.last, m.ts_ns, explained=True,
+                    message=f"records {m.first}..{m.last} missing; explained by the gateway's drop report"))
+            if m.first < lo:
+                kept.append(_Missing(m.first, lo - 1, m.detected, m.ts_ns, m.reported))
+            if hi < m.last:
+                kept.append(_Missing(hi + 1, m.last, m.detected, m.ts_ns, m.reported))
+        gw.missing = kept
+
+    def due(self, now: float | None = None) -> list[Any]:
+        """Integrity points to write now: earlier explanations/resets, and gaps older than the grace."""
+        now = time.monotonic() if now is None else now
+        out, self.pending = self.pending, []
+        for origin, gw in self.gateways.items():
+            for m in gw.missing:
+                if not m.reported and now - m.detected >= self.gap_grace:
+                    m.reported = True
+                    self.gaps += 1
+                    n = m.last - m.first + 1
+                    log.warning("%s/%s/%s: %d record(s) missing: sequence %d..%d", *_o(origin), n, m.first, m.last)
+                    out.append(influx.integrity_point(
+                        origin, "gap", m.first, m.last, m.ts_ns, explained=False,
+                        message=f"{n} record(s) never arrived: sequence {m.first}..{m.last}"))
+        return out
+
+    # persistence: a bridge restart must not forget what it was waiting for
+    def to_json(self) -> dict[str, Any]:
+        return {"/".join(_o(o)): {"high": g.high, "missing": [[m.first, m.last, m.ts_ns, m.reported]
+                                                              for m in g.missing]}
+                for o, g in self.gateways.items()}
+
+    def load_json(self, data: dict[str, Any]) -> None:
+        now = time.monotonic()
+        for key, g in data.items():
+            site, line, gateway = key.split("/")
+            self.gateways[Origin(site, line, gateway)] = _Gateway(
+                high=int(g["high"]),
+                missing=[_Missing(int(a), int(b), now, int(ts), bool(rep)) for a, b, ts, rep in g["missing"]])
+
+
+def _o(origin: Origin) -> tuple[str, str, str]:
+    return origin.site, origin.line, origin.gateway
+
+
+# --- validation ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Incoming:
+    """One MQTT message as received, with what is needed to acknowledge it later."""
+
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    retain: bool
+    received_ns: int
+    generation: int  # connection it arrived on: an ack after a reconnect would hit a reused packet id
+
+
+@dataclass
+class Parsed:
+    """A validated message: its records (or presence) and where it came from."""
+
+    origin: Origin
+    kind: str
+    records: list[Reading | StatsSnapshot | Alert | StatusEvent] = field(default_factory=list)
+    presence: dict[str, Any] | None = None
+
+
+class Invalid(Exception):
+    """Why a message goes to the dead letters."""
+
+
+_EXPECTED = {topics.STATS: StatsSnapshot, topics.ALERTS: Alert, topics.EVENTS: StatusEvent}
+
+
+def parse_message(prefix: str, msg: Incoming) -> Parsed | None:
+    """Validate one message against docs/payloads.md. None = nothing to store (an emptied retained
+    ``active`` topic, or the retained copy of an alert already stored from ``alerts/``).
+    Raises :class:`Invalid` with the reason otherwise.
+
+    >>> m = Incoming(1, 1, "floorwatch/v1/s/l/g/stats/x", b'{"v": 2}', False, 0, 0)
+    >>> parse_message("floorwatch/v1", m)
+    Traceback (most recent call last):
+    ...
+    gateway.bridge.Invalid: unsupported payload version 2; this reader knows v1
+    """
+    parts = topics.parse_topic(prefix, msg.topic)
+    if parts is None:
+        raise Invalid(f"topic {msg.topic!r} is not <prefix>/<site>/<line>/<gateway>/<kind>/...")
+    origin = Origin(parts.site, parts.line, parts.gateway)
+    if parts.kind == topics.ACTIVE:
+        return None
+    if parts.kind not in topics.SEQUENCED and parts.kind != topics.STATUS:
+        raise Invalid(f"unknown topic kind {parts.kind!r}; expected one of "
+                      f"{sorted(topics.SEQUENCED | {topics.STATUS, topics.ACTIVE})}")
+    if not msg.payload:
+        raise Invalid("empty payload (only an 'active/...' retained alert may be emptied)")
+    try:
+        data = json.loads(msg.payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Invalid(f"payload is not JSON: {exc}") from None
+    try:
+        if parts.kind == topics.READINGS:
+            return Parsed(origin, parts.kind, records=list(decode_batch(data)))
+        if parts.kind == topics.STATUS:
+            return Parsed(origin, parts.kind, presence=_presence(data))
+        record = decode(data)
+    except PayloadError as exc:
+        raise Invalid(str(exc)) from None
+    expected = _EXPECTED[parts.kind]
+    if not isinstance(record, expected):
+        raise Invalid(f"topic kind {parts.kind!r} carries {data.get('type')!r} payloads, not the expected "
+                      f"{ {StatsSnapshot: 'stats', Alert: 'alert', StatusEvent: 'status'}[expected]!r}")
+    if isinstance(record, StatsSnapshot) and parts.subject != record.characteristic:
+        raise Invalid(f"stats for {record.characteristic!r} on the topic of {parts.subject!r}")
+    return Parsed(origin, parts.kind, records=[record])
+
+
+def _presence(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict) or data.get("v") != 1 or data.get("type") != "presence":
+        raise PayloadError("status topic needs a v1 'presence' payload")
+    state, ts, version = data.get("state"), data.get("ts_ns"), data.get("version", "")
+    if state not in ("online", "offline"):
+        raise PayloadError(f"presence payload field 'state': {state!r} is not 'online' or 'offline'")
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        raise PayloadError(f"presence payload field 'ts_ns': {ts!r} is not a valid int")
+    if not isinstance(version, str):
+        raise PayloadError(f"presence payload field 'version': {version!r} is not a valid str")
+    return {"state": state, "ts_ns": ts, "version": version}
+
+
+# --- the service --------------------------------------------------------------------------------------
+
+
+@dataclass
+class BridgeCounters:
+    messages: int = 0
+    points: int = 0
+    dead_letters: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    writes: int = 0
+
+
+class Bridge:
+    """Run with :meth:`start` / :meth:`stop` (or :meth:`run` until a stop signal)."""
+
+    def __init__(self, config: BridgeConfig) -> None:
+        self.config = config
+        self.prefix = config.mqtt.topic_prefix
+        self.specs = load_specs(config.bridge.gateway_configs)
+        self.counters = BridgeCounters()
+        self.tracker = SequenceTracker(config.sequence.gap_grace, config.sequence.reset_window)
+        state = config.sequence.state_file
+        if state is not None and state.exists():
+            try:
+                self.tracker.load_json(json.loads(state.read_text()))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("%s: sequence state unreadable (%s); starting afresh", state, exc)
+        ic = config.influxdb
+        self.writer = InfluxWriter(
+            InfluxTarget(url=ic.url, org=ic.org, bucket=ic.bucket, token=ic.token(), timeout_s=ic.timeout,
+                         gzip=ic.gzip),
+            backoff_initial=ic.backoff_initial, backoff_max=ic.backoff_max)
+        self.inbox: queue.Queue[Incoming] = queue.Queue()
+        self.stopping = threading.Event()
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self.generation = 0
+        self._worker: threading.Thread | None = None
+        self.client = self._make_client()
+
+    # MQTT ---------------------------------------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        mc = self.config.mqtt
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=mc.client_id,
+                             protocol=mqtt.MQTTv5, manual_ack=True)
+        if mc.username:
+            client.username_pw_set(mc.username, mc.password())
+        if mc.tls:
+            client.tls_set(ca_certs=str(mc.ca_file) if mc.ca_file else None,
+                           certfile=str(mc.cert_file) if mc.cert_file else None,
+                           keyfile=str(mc.key_file) if mc.key_file else None)
+            client.tls_insecure_set(mc.tls_insecure)
+        client.reconnect_delay_set(1, 30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = lambda *a: self.subscribed.set()
+        return client
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker %s refused the connection: %s", self.config.mqtt.url, reason_code)
+            return
+        self.generation += 1
+        log.info("connected to %s (session present: %s); subscribing to %s", self.config.mqtt.url,
+                 flags.session_present, self.config.mqtt.subscription)
+        client.subscribe(self.config.mqtt.subscription, qos=1)
+        self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        if not self.stopping.is_set():
+            log.warning("lost the broker (%s); reconnecting — unacknowledged messages will come again",
+                        reason_code)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        self.inbox.put(Incoming(msg.mid, msg.qos, msg.topic, bytes(msg.payload), bool(msg.retain),
+                                time.time_ns(), self.generation))
+
+    def start(self) -> None:
+        mc = self.config.mqtt
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = mc.session_expiry
+        props.ReceiveMaximum = mc.receive_maximum
+        self.client.connect_async(mc.host, mc.port, keepalive=mc.keepalive, clean_start=False, properties=props)
+        self.client.loop_start()
+        self._worker = threading.Thread(target=self._work, name="bridge-writer", daemon=True)
+        self._worker.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop receiving, finish (or abandon, unacknowledged) the batch in hand, disconnect."""
+        self.stopping.set()
+        if self._worker is not None:
+            self._worker.join(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.writer.close()
+
+    def run(self) -> None:
+        self.start()
+        try:
+            while not self.stopping.wait(3600):
+                pass
+        finally:
+            self.stop()
+
+    # processing ---------------------------------------------------------------------------------------
+    def _batches(self) -> Iterator[list[Incoming]]:
+        ic = self.config.influxdb
+        while not self.stopping.is_set():
+            try:
+                first = self.inbox.get(timeout=0.2)
+            except queue.Empty:
+                yield []  # time to report due gaps
+                continue
+            batch, deadline = [first], time.monotonic() + ic.flush_interval
+            while len(batch) < ic.batch_size:
+                wait = min(ic.linger, deadline - time.monotonic())
+                if wait <= 0:
+                    break
+                try:
+                    batch.append(self.inbox.get(timeout=wait))
+                except queue.Empty:
+                    break
+            yield batch
+
+    def _work(self) -> None:
+        for batch in self._batches():
+            try:
+                self.process(batch)
+            except WriteAborted as exc:
+                log.warning("%s; %d message(s) left unacknowledged for the broker to deliver again",
+                            exc, len(batch))
+                return
+            except Exception:  # never let one bad batch stop the bridge
+                log.exception("unexpected error processing %d message(s); they stay unacknowledged",
+                              len(batch))
+
+    def process(self, batch: list[Incoming]) -> None:
+        """Validate, write, dead-letter, acknowledge — in that order."""
+        per_message: list[tuple[Incoming, list[str]]] = []
+        dead: list[tuple[Incoming, str]] = []
+        for msg in batch:
+            self.counters.messages += 1
+            try:
+                parsed = parse_message(self.prefix, msg)
+            except Invalid as exc:
+                dead.append((msg, str(exc)))
+                continue
+            per_message.append((msg, self._points(parsed, msg) if parsed is not None else []))
+        integrity = influx.to_lines(self.tracker.due())
+        lines = [line for _, ls in per_message for line in ls] + integrity
+        try:
+            self.writer.write(lines, self.stopping)
+        except WriteRejected as exc:
+            # one message the database refuses must not take the others with it: write one by one
+            log.error("%s; writing message by message to find the rejected one(s)", exc)
+            self.writer.write(integrity, self.stopping)
+            for msg, ls in per_message:
+                try:
+                    self.writer.write(ls, self.stopping)
+                except WriteRejected as one:
+                    dead.append((msg, str(one)))
+        if not batch and not integrity:
+            return
+        self.counters.points += len(lines)
+        self.counters.writes += 1
+        self.counters.duplicates = self.tracker.duplicates
+        self.counters.gaps = self.tracker.gaps
+        for msg, reason in dead:
+            self._dead_letter(msg, reason)
+        self._save_state()
+        for msg in batch:  # in the order received, as MQTT asks
+            if msg.qos > 0 and msg.generation == self.generation:
+                self.client.ack(msg.mid, msg.qos)
+
+    def _points(self, parsed: Parsed, msg: Incoming) -> list[str]:
+        origin = parsed.origin
+        if parsed.presence is not None:
+            p = parsed.presence
+            return [influx.presence_point(origin, p["state"], p["ts_ns"], p["version"],
+                                          msg.received_ns).to_line_protocol()]
+        out = []
+        for rec in parsed.records:
+            if isinstance(rec, StatusEvent) and rec.subject == "gateway" and rec.state == "started":
+                gw = self.tracker.gateways.get(origin)
+                if gw is not None and rec.seq < gw.high - 1000:
+                    self.tracker.restart(origin, rec.seq, rec.ts_ns,
+                                         f"gateway started at sequence {rec.seq} below {gw.high}")
+            if self.tracker.observe(origin, rec.seq, rec.ts_ns) == "duplicate":
+                continue
+            if isinstance(rec, Reading):
+                spec = self.specs.get((origin.site, origin.line, origin.gateway, rec.characteristic))
+                out.append(influx.reading_point(origin, rec, spec))
+            elif isinstance(rec, StatsSnapshot):
+                spec = self.specs.get((origin.site, origin.line, origin.gateway, rec.characteristic))
+                out.append(influx.stats_point(origin, rec, spec))
+            elif isinstance(rec, Alert):
+                out.append(influx.alert_point(origin, rec))
+            else:
+                out.append(influx.event_point(origin, rec))
+                if rec.subject == "spool" and rec.state == "dropped":
+                    self._explain(origin, rec)
+        return influx.to_lines(out)
+
+    def _explain(self, origin: Origin, rec: StatusEvent) -> None:
+        d = rec.detail or {}
+        first, last, count = d.get("first_seq"), d.get("last_seq"), d.get("count")
+        if isinstance(first, int) and isinstance(last, int) and first <= last:
+            self.tracker.explain(origin, first, last, rec.ts_ns, count if isinstance(count, int) else None)
+        else:
+            log.warning("%s/%s/%s: spool drop report without first_seq/last_seq: %s", *_o(origin), d)
+
+    def _dead_letter(self, msg: Incoming, reason: str) -> None:
+        self.counters.dead_letters += 1
+        try:
+            text, encoding = msg.payload.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(msg.payload).decode(), "base64"
+        letter = {"reason": reason, "topic": msg.topic, "received_ns": msg.received_ns,
+                  "encoding": encoding, "payload": text}
+        body = json.dumps(letter, separators=(",", ":"))
+        log.warning("dead letter from %s: %s", msg.topic, reason)
+        self.client.publish(f"{self.config.mqtt.dead_letter_topic}/{msg.topic}", body, qos=1)
+        path = self.config.bridge.dead_letter_file
+        if path is not None:
+            try:
+                with open(path, "a", encoding="utf-8") as fh:
+                    fh.write(body + "\n")
+            except OSError as exc:
+                log.error("cannot append to dead-letter file %s: %s", path, exc)
+
+    def _save_state(self) -> None:
+        path = self.config.sequence.state_file
+        if path is None:
+            return
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        try:
+            tmp.write_text(json.dumps(self.tracker.to_json()))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.error("cannot save sequence state to %s: %s", path, exc)

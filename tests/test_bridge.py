@@ -1,0 +1,239 @@
+"""The bridge against a real Mosquitto and a real InfluxDB v2 write API (VictoriaMetrics).
+
+Test data is published with paho directly and encoded with edge.model, as a gateway would publish it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from edge.model import Alert, AlertState, Reading, Severity, StatsSnapshot, StatusEvent, dumps, encode_batch
+from edge.topics import Topics
+from gateway.bridge import Bridge, parse_bridge_config
+
+T0 = 1_700_000_000_000_000_000
+TOPICS = Topics("floorwatch/v1", "dongguan-2", "line-3", "gw-01")
+
+
+def wait_until(check: Callable[[], object], timeout: float = 15.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def bridge_config(broker, victoria, tmp_path, client_id: str = "bridge-test", **sequence):
+    return parse_bridge_config({
+        "bridge": {"dead_letter_file": str(tmp_path / "dead.jsonl")},
+        "mqtt": {"url": broker.url, "client_id": client_id, "group": "test"},
+        "influxdb": {"url": victoria.url, "org": "-", "bucket": "floorwatch", "linger": 0.02,
+                     "flush_interval": 0.3, "backoff_initial": 0.1, "backoff_max": 0.5, "timeout": 2},
+        "sequence": {"gap_grace": 0.5, **sequence},
+    })
+
+
+@pytest.fixture
+def start_bridge() -> Iterator[Callable[..., Bridge]]:
+    bridges: list[Bridge] = []
+
+    def start(config) -> Bridge:
+        bridge = Bridge(config)
+        bridge.start()
+        assert bridge.subscribed.wait(10), "bridge did not subscribe"
+        bridges.append(bridge)
+        return bridge
+
+    yield start
+    for b in bridges:
+        if not b.stopping.is_set():
+            b.stop()
+
+
+class Publisher:
+    """A gateway stand-in: paho, QoS 1, payloads from edge.model."""
+
+    def __init__(self, broker) -> None:
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        self.infos: list[mqtt.MQTTMessageInfo] = []
+
+    def send(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
+        self.infos.append(self.client.publish(topic, payload, qos=1, retain=retain))
+
+    def readings(self, seqs: range | list[int], per_message: int = 100) -> None:
+        seqs = list(seqs)
+        for i in range(0, len(seqs), per_message):
+            rows = [Reading(ts_ns=T0 + s * 1_000_000_000, seq=s, instrument="caliper-1",
+                            characteristic="bore_diameter", value=12.0 + (s % 7) / 1000, unit="mm")
+                    for s in seqs[i : i + per_message]]
+            self.send(TOPICS.readings, json.dumps(encode_batch(rows)))
+
+    def flush(self) -> None:
+        for info in self.infos:
+            info.wait_for_publish(10)
+        self.infos.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def publisher(mosquitto) -> Iterator[Publisher]:
+    pub = Publisher(mosquitto)
+    yield pub
+    pub.close()
+
+
+def stored_seqs(victoria, name: str = "reading_seq") -> list[int]:
+    return sorted(int(v) for s in victoria.export(f'{{__name__="{name}"}}') for v in s["values"])
+
+
+def stats(seq: int) -> StatsSnapshot:
+    nan = float("nan")
+    return StatsSnapshot(ts_ns=T0 + seq * 1_000_000_000, seq=seq, characteristic="bore_diameter", n=30,
+                         n_total=30, n_rejected=0, mean=12.003, std=0.002, min=11.999, max=12.006,
+                         mr_bar=0.002, sigma_within=0.0018, ewma=12.002, ewma_ucl=12.005, ewma_lcl=11.995,
+                         cusum_pos=0.0, cusum_neg=0.1, center=12.0, sigma=0.002, ucl=12.006, lcl=11.994,
+                         cp=1.6, cpk=1.4, pp=1.5, ppk=1.3, n_below_lsl=0, n_above_usl=0, rules=0,
+                         baseline_done=True, xbar=nan)
+
+
+def test_every_published_record_arrives_as_a_point(mosquitto, victoria, publisher, start_bridge, tmp_path):
+    bridge = start_bridge(bridge_config(mosquitto, victoria, tmp_path))
+    publisher.readings(range(1, 501))
+    publisher.send(TOPICS.stats("bore_diameter"), dumps(stats(501)))
+    publisher.send(TOPICS.alert("bore_diameter", "out_of_spec"), dumps(Alert(
+        ts_ns=T0 + 502 * 10**9, seq=502, subject="bore_diameter", kind="out_of_spec", state=AlertState.RAISED,
+        severity=Severity.CRITICAL, value=12.061, limit=12.05, lsl=11.95, usl=12.05, message="above USL")))
+    publisher.send(TOPICS.event("caliper-1"), dumps(StatusEvent(
+        ts_ns=T0 + 503 * 10**9, seq=503, subject="caliper-1", state="online", detail={"reconnects": 2})))
+    publisher.send(TOPICS.status, json.dumps({"v": 1, "type": "presence", "state": "online", "ts_ns": T0,
+                                              "version": "0.1.0"}), retain=True)
+    publisher.flush()
+    wait_until(lambda: len(stored_seqs(victoria)) == 500, what="500 readings")
+    assert stored_seqs(victoria) == list(range(1, 501))
+    series = victoria.export('{__name__="reading_value"}')
+    assert series[0]["metric"] == {"__name__": "reading_value", "site": "dongguan-2", "line": "line-3",
+                                   "gateway": "gw-01", "instrument": "caliper-1",
+                                   "characteristic": "bore_diameter", "unit": "mm"}
+    wait_until(lambda: victoria.export('{__name__="presence_online"}'), what="presence point")
+    assert victoria.export('{__name__="stats_cpk"}')[0]["values"] == [1.4]
+    assert victoria.export('{__name__="alert_active"}')[0]["metric"]["kind"] == "out_of_spec"
+    assert victoria.export('{__name__="event_detail_reconnects"}')[0]["values"] == [2.0]
+    # the same records delivered again (QoS 1 after a reconnect) are dropped as duplicates
+    publisher.readings(range(401, 501))
+    publisher.flush()
+    wait_until(lambda: bridge.tracker.duplicates == 100, what="100 duplicates counted")
+    assert stored_seqs(victoria) == list(range(1, 501))
+    assert bridge.counters.dead_letters == 0 and bridge.tracker.gaps == 0
+
+
+def test_database_outage_loses_nothing(mosquitto, victoria, publisher, start_bridge, tmp_path):
+    config = bridge_config(mosquitto, victoria, tmp_path)
+    bridge = start_bridge(config)
+    publisher.readings(range(1, 101))
+    publisher.flush()
+    wait_until(lambda: len(stored_seqs(victoria)) == 100, what="first 100 readings")
+    victoria.stop()
+    # more messages than the broker's in-flight window and the bridge's receive maximum
+    publisher.readings(range(101, 2101), per_message=10)
+    publisher.flush()
+    wait_until(lambda: bridge.writer.failures >= 2, what="failing writes during the outage")
+    # the bridge itself goes away during the outage, nothing acknowledged; messages keep coming
+    bridge.stop()
+    publisher.readings(range(2101, 3101), per_message=10)
+    publisher.flush()
+    victoria.start()
+    start_bridge(config)  # same client id: the broker's persistent session resumes
+    wait_until(lambda: len(stored_seqs(victoria)) >= 3100, timeout=40, what="all 3100 readings")
+    assert stored_seqs(victoria) == list(range(1, 3101))
+    assert "dropped" not in mosquitto.log_text().lower()
+
+
+def test_invalid_payloads_are_dead_lettered(mosquitto, victoria, publisher, start_bridge, tmp_path):
+    letters: list[dict] = []
+    got = threading.Event()
+    watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+
+    def on_message(c, u, msg):
+        letters.append({"topic": msg.topic, **json.loads(msg.payload)})
+        got.set()
+
+    watcher.on_message = on_message
+    watcher.connect(mosquitto.host, mosquitto.port)
+    watcher.loop_start()
+    watcher.subscribe("floorwatch/deadletter/#", qos=1)
+    try:
+        bridge = start_bridge(bridge_config(mosquitto, victoria, tmp_path))
+        good = Reading(ts_ns=T0, seq=1, instrument="caliper-1", characteristic="bore_diameter", value=12.0,
+                       unit="mm")
+        publisher.send(TOPICS.readings, b"\xff\xfe not json")
+        publisher.send(TOPICS.readings, json.dumps({**encode_batch([good]), "v": 2}))
+        bad_row = encode_batch([good])
+        bad_row["rows"][0][3] = "12.0"  # a number as text: garbage must never become a number
+        publisher.send(TOPICS.readings, json.dumps(bad_row))
+        publisher.send(TOPICS.stats("bore_diameter"), dumps(good))  # a reading on a stats topic
+        publisher.send(f"{TOPICS.base}/firmware/blob", b"{}")
+        publisher.send(TOPICS.status, json.dumps({"v": 1, "type": "presence", "state": "asleep", "ts_ns": 1}))
+        publisher.send(TOPICS.readings, json.dumps(encode_batch([good])))  # still running: this arrives
+        publisher.flush()
+        wait_until(lambda: len(letters) == 6, what="6 dead letters")
+        wait_until(lambda: stored_seqs(victoria) == [1], what="the valid reading")
+    finally:
+        watcher.loop_stop()
+        watcher.disconnect()
+    reasons = {(x["topic"].removeprefix("floorwatch/deadletter/"), x["reason"]) for x in letters}
+    assert (TOPICS.readings, "not a v1 'readings' batch payload") in reasons
+    assert any(t == TOPICS.readings and r.startswith("payload is not JSON") for t, r in reasons)
+    assert any("rows[0]: value must be a number or null" in r for _, r in reasons)
+    assert any(t.endswith("/stats/bore_diameter") and "carries 'reading' payloads" in r for t, r in reasons)
+    assert any(t.endswith("/firmware/blob") and "unknown topic kind 'firmware'" in r for t, r in reasons)
+    assert any(t == TOPICS.status and "'asleep' is not 'online' or 'offline'" in r for t, r in reasons)
+    binary = next(x for x in letters if x["reason"].startswith("payload is not JSON"))
+    assert binary["encoding"] == "base64"
+    assert len((tmp_path / "dead.jsonl").read_text().splitlines()) == 6
+    assert bridge.counters.dead_letters == 6
+
+
+def test_gaps_are_reported_and_spool_drops_explained(mosquitto, victoria, publisher, start_bridge, tmp_path):
+    state = tmp_path / "seq.json"
+    bridge = start_bridge(bridge_config(mosquitto, victoria, tmp_path, state_file=str(state)))
+    publisher.readings(range(1, 11))
+    # 11..15 dropped by the gateway (reported), 16..20 lost without a word
+    publisher.send(TOPICS.event("spool"), dumps(StatusEvent(
+        ts_ns=T0 + 21 * 10**9, seq=21, subject="spool", state="dropped", message="disk budget full",
+        detail={"first_seq": 11, "last_seq": 15, "count": 5})))
+    publisher.readings(range(22, 31))
+    publisher.flush()
+    wait_until(lambda: bridge.tracker.gaps == 1, what="a gap report")
+
+    def integrity() -> dict[tuple[str, str], list[float]]:
+        return {(s["metric"]["__name__"], s["metric"]["kind"]): s["values"]
+                for s in victoria.export('{__name__=~"integrity_.*"}')}
+
+    wait_until(lambda: ("integrity_count", "gap") in integrity(), what="gap point")
+    got = integrity()
+    assert got[("integrity_first_seq", "gap")] == [16] and got[("integrity_last_seq", "gap")] == [20]
+    assert got[("integrity_explained", "gap")] == [0]
+    assert got[("integrity_first_seq", "dropped")] == [11] and got[("integrity_count", "dropped")] == [5]
+    assert got[("integrity_explained", "dropped")] == [1]
+    # a late arrival inside a reported gap is still written, not taken for a duplicate
+    publisher.readings([17])
+    publisher.flush()
+    wait_until(lambda: 17 in stored_seqs(victoria), what="late reading 17")
+    saved = json.loads(state.read_text())["dongguan-2/line-3/gw-01"]
+    assert saved["high"] == 30
+    assert [m[:2] for m in saved["missing"]] == [[16, 16], [18, 20]]
