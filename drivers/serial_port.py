@@ -1,0 +1,382 @@
+"""The serial transport every serial driver shares, and the driver loop built on it.
+
+Why one transport: the failures of a factory floor are the same for every instrument — a USB adapter
+pulled out and plugged back, ``/dev/ttyUSB0`` renumbered to ``ttyUSB1``, a wrong baud rate spraying
+garbage, a scale that stops answering. They are handled here once:
+
+* the port is opened by path; ``/dev/serial/by-id/…`` names survive replugging and renumbering, and when a
+  ``/dev/ttyUSBn`` name is configured the health report suggests the stable name that points at it;
+* port settings are the driver's factory defaults with the instrument's ``[instruments.serial]``
+  overrides on top; ``serial.rs485 = true`` switches the port to the kernel's RS-485 mode (direction
+  control by RTS) for half-duplex transceivers;
+* reading never holds the event loop: the port is opened in a worker thread and read through
+  pyserial-asyncio-fast's non-blocking transport;
+* when the port vanishes the driver reports ``connected = False`` with the reason, retries with an
+  exponential backoff (0.1 s doubling to ``max_backoff``) and resumes by itself when the port returns;
+* every frame is counted in :class:`drivers.base.InstrumentHealth` (ok / rejected / ignored, the last raw
+  frame and the last rejection reason) so a technician can debug the wiring from the status page.
+
+A driver module subclasses :class:`SerialDriver` and sets its terminator and parser; polled instruments
+override :meth:`SerialDriver.request` and set ``polled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import serial
+import serial.rs485
+from pydantic import BaseModel
+from serial_asyncio_fast import SerialTransport, connection_for_serial
+
+from drivers.base import Decoded, Driver, Ignored, Parser, Rejected, SerialDefaults
+from drivers.framing import Framer
+from edge.clock import SYSTEM_CLOCK, Clock
+from edge.config import InstrumentConfig, SerialSettings
+from edge.model import Measurement, Status
+
+BY_ID = Path("/dev/serial/by-id")
+
+
+class PortLost(Exception):
+    """The port went away (adapter unplugged, cable pulled on a USB instrument, pty closed)."""
+
+
+def effective_settings(overrides: SerialSettings, defaults: SerialDefaults) -> dict[str, Any]:
+    """pyserial keyword arguments: the driver's defaults with the instrument's overrides on top.
+
+    >>> from edge.config import SerialSettings
+    >>> effective_settings(SerialSettings(baudrate=19200), SerialDefaults(bytesize=7, parity="E"))
+    {'baudrate': 19200, 'bytesize': 7, 'parity': 'E', 'stopbits': 1, 'rtscts': False}
+    """
+    out = defaults.model_dump()
+    for key in out:
+        value = getattr(overrides, key)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def describe_settings(settings: dict[str, Any]) -> str:
+    """Settings as a technician writes them on the instrument's label: ``9600 8N1``.
+
+    >>> describe_settings({'baudrate': 4800, 'bytesize': 7, 'parity': 'E', 'stopbits': 2, 'rtscts': False})
+    '4800 7E2'
+    """
+    text = f"{settings['baudrate']} {settings['bytesize']}{settings['parity']}{settings['stopbits']}"
+    return text + (" RTS/CTS" if settings.get("rtscts") else "")
+
+
+def rs485_settings(overrides: SerialSettings) -> serial.rs485.RS485Settings | None:
+    """The kernel RS-485 mode for half-duplex transceivers, or None for a plain RS-232/USB port.
+
+    The transmitter is enabled by RTS high while sending and released right after (the usual wiring of
+    MAX485-style transceivers; adapters with automatic direction control need no RS-485 mode at all).
+
+    >>> from edge.config import SerialSettings
+    >>> rs485_settings(SerialSettings()) is None
+    True
+    >>> s = rs485_settings(SerialSettings(rs485=True))
+    >>> s.rts_level_for_tx, s.rts_level_for_rx, s.loopback
+    (True, False, False)
+    """
+    if not overrides.rs485:
+        return None
+    return serial.rs485.RS485Settings(rts_level_for_tx=True, rts_level_for_rx=False, loopback=False)
+
+
+def stable_name(path: str, by_id: Path = BY_ID) -> str | None:
+    """The ``/dev/serial/by-id`` name of a port configured as ``/dev/ttyUSBn``, if there is one.
+
+    ``ttyUSB`` numbers follow plug order and change after a replug or a reboot; the by-id name is built
+    from the adapter's serial number and does not.
+    """
+    if path.startswith(str(by_id)):
+        return None
+    try:
+        target = os.path.realpath(path)
+        for link in sorted(by_id.iterdir()):
+            if os.path.realpath(link) == target:
+                return str(link)
+    except OSError:
+        return None
+    return None
+
+
+def open_port(path: str, settings: dict[str, Any], rs485: serial.rs485.RS485Settings | None) -> serial.Serial:
+    """Open and configure a port (blocking: call it in a worker thread)."""
+    port = serial.Serial()
+    port.port = path
+    port.baudrate = settings["baudrate"]
+    port.bytesize = settings["bytesize"]
+    port.parity = settings["parity"]
+    port.stopbits = settings["stopbits"]
+    port.rtscts = settings["rtscts"]
+    port.timeout = 0
+    port.exclusive = True
+    if rs485 is not None:
+        port.rs485_mode = rs485
+    port.open()
+    return port
+
+
+class _FrameProtocol(asyncio.Protocol):
+    def __init__(self, framer: Framer) -> None:
+        self.framer = framer
+        self.frames: collections.deque[bytes] = collections.deque()
+        self.lost: BaseException | None = None
+        self._wake: asyncio.Event = asyncio.Event()
+
+    def data_received(self, data: bytes) -> None:
+        frames = self.framer.feed(data)
+        if frames:
+            self.frames.extend(frames)
+            self._wake.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc or PortLost("port closed")
+        self._wake.set()
+
+
+class SerialLink:
+    """One open serial port handing out whole frames. Create with :meth:`open`."""
+
+    def __init__(self, transport: SerialTransport, protocol: _FrameProtocol, path: str) -> None:
+        self.transport = transport
+        self.protocol = protocol
+        self.path = path
+
+    @classmethod
+    async def open(
+        cls,
+        path: str,
+        settings: dict[str, Any],
+        framer: Framer,
+        rs485: serial.rs485.RS485Settings | None = None,
+    ) -> SerialLink:
+        """Open ``path`` with ``settings``; raises OSError / serial.SerialException when it cannot."""
+        loop = asyncio.get_running_loop()
+        port = await loop.run_in_executor(None, open_port, path, settings, rs485)
+        transport, protocol = await connection_for_serial(loop, lambda: _FrameProtocol(framer), port)
+        return cls(transport, protocol, path)  # type: ignore[arg-type]
+
+    @property
+    def serial(self) -> serial.Serial | None:
+        return self.transport.serial
+
+    async def read_frames(self, timeout: float) -> list[bytes]:
+        """Every whole frame received so far, waiting up to ``timeout`` s for one; [] when none came.
+
+        Raises :class:`PortLost` once the port is gone and every frame received before has been handed out.
+        """
+        proto = self.protocol
+        if not proto.frames:
+            if proto.lost is not None:
+                raise PortLost(_why(proto.lost))
+            proto._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proto._wake.wait(), timeout)
+            if not proto.frames:
+                if proto.lost is not None:
+                    raise PortLost(_why(proto.lost))
+                return []
+        frames = list(proto.frames)
+        proto.frames.clear()
+        return frames
+
+    def write(self, data: bytes) -> None:
+        if self.protocol.lost is not None:
+            raise PortLost(_why(self.protocol.lost))
+        self.transport.write(data)
+
+    def discard_input(self) -> None:
+        """Forget frames not yet read (a late reply to an earlier request must not pass as the next one)."""
+        self.protocol.frames.clear()
+        self.protocol.framer.clear()
+
+    def pending(self) -> bytes:
+        return self.protocol.framer.pending()
+
+    def close(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if "returned no data" in text or "Input/output error" in text:
+        return "port disconnected (adapter unplugged or instrument switched off)"
+    return text
+
+
+class Backoff:
+    """Waits between reconnect attempts: 0.1 s doubling up to ``maximum``; reset after a success.
+
+    >>> b = Backoff(maximum=0.5)
+    >>> [b.next() for _ in range(5)]
+    [0.1, 0.2, 0.4, 0.5, 0.5]
+    >>> b.reset(); b.next()
+    0.1
+    """
+
+    def __init__(self, first: float = 0.1, maximum: float = 5.0) -> None:
+        self.first, self.maximum, self._next = first, maximum, first
+
+    def next(self) -> float:
+        wait = self._next
+        self._next = min(self.maximum, self._next * 2)
+        return wait
+
+    def reset(self) -> None:
+        self._next = self.first
+
+
+class SerialDriver(Driver):
+    """Connect, (poll,) read frames, decode, emit — and survive the port going away.
+
+    Subclasses set ``terminator``, ``start`` (binary start byte), ``serial_defaults``, ``make_parser`` and,
+    for polled instruments, ``polled = True`` plus :meth:`request`. ``stage`` (e.g. the per-part weighing
+    stage) can drop or transform decoded values before they become measurements.
+    """
+
+    terminator: ClassVar[bytes] = b"\r"
+    start: ClassVar[bytes | None] = None
+    max_frame: ClassVar[int] = 256
+    serial_defaults: ClassVar[SerialDefaults] = SerialDefaults()
+    make_parser: ClassVar[Callable[[Any], Parser]]
+    max_backoff: ClassVar[float] = 5.0
+
+    def __init__(self, config: InstrumentConfig, options: BaseModel | None, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(config, options, clock)
+        if not config.port:
+            raise ValueError(f"instrument {config.name!r}: a serial driver needs 'port' (e.g. /dev/serial/by-id/…)")
+        self.parse: Parser = type(self).make_parser(options)
+        self.settings = effective_settings(config.serial, self.serial_defaults)
+        self.rs485 = rs485_settings(config.serial)
+        self.stage: Callable[[Decoded], Decoded | None] | None = None
+        self.link: SerialLink | None = None
+        self.health.extra["port"] = config.port
+        self.health.extra["settings"] = describe_settings(self.settings) + (" RS-485" if self.rs485 else "")
+        hint = stable_name(config.port)
+        if hint:
+            self.health.extra["hint"] = f"{config.port} may be renumbered after a replug; configure {hint} instead"
+
+    # -- hooks --------------------------------------------------------------------------------------
+    @property
+    def polled(self) -> bool:
+        return False
+
+    def framer(self) -> Framer:
+        return Framer(self.terminator, start=self.start, max_len=self.max_frame)
+
+    async def on_connect(self, link: SerialLink) -> None:
+        """Called after every (re)connect, e.g. to start continuous output."""
+
+    async def request(self, link: SerialLink) -> None:
+        """Ask a polled instrument for one value."""
+
+    def is_reply(self, result: Decoded | Rejected | Ignored) -> bool:
+        """Whether a frame answers the poll (then the driver waits for the next poll interval)."""
+        return not isinstance(result, Rejected)
+
+    # -- loop ---------------------------------------------------------------------------------------
+    async def run(self, emit: Callable[[Measurement], None]) -> None:
+        backoff = Backoff(maximum=self.max_backoff)
+        path = self.config.port
+        assert path is not None
+        ever_connected = False
+        while True:
+            try:
+                link = await SerialLink.open(path, self.settings, self.framer(), self.rs485)
+            except (OSError, serial.SerialException, ValueError) as exc:
+                self.health.connected = False
+                self.health.last_error = f"cannot open {path} ({describe_settings(self.settings)}): {_open_error(exc)}"
+                await asyncio.sleep(backoff.next())
+                continue
+            if ever_connected:
+                self.health.reconnects += 1
+            ever_connected = True
+            self.link = link
+            self.health.connected = True
+            self.health.extra["connected_since_ns"] = self.clock.now_ns()
+            backoff.reset()
+            try:
+                await self.on_connect(link)
+                if self.polled:
+                    await self._poll_loop(link, emit)
+                else:
+                    while True:
+                        frames = await link.read_frames(self.config.timeout)
+                        if frames:
+                            self.handle(frames, emit)
+            except PortLost as exc:
+                self.health.last_error = f"{path}: {exc}"
+            except (OSError, serial.SerialException) as exc:
+                self.health.last_error = f"{path}: {exc}"
+            finally:
+                self.health.connected = False
+                self.link = None
+                link.close()
+            await asyncio.sleep(backoff.next())
+
+    async def _poll_loop(self, link: SerialLink, emit: Callable[[Measurement], None]) -> None:
+        loop = asyncio.get_running_loop()
+        interval, timeout = self.config.poll_interval, self.config.timeout
+        while True:
+            started = loop.time()
+            await self.request(link)
+            answered = False
+            deadline = started + timeout
+            while not answered:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                frames = await link.read_frames(remaining)
+                answered = any(self.is_reply(r) for r in self.handle(frames, emit))
+            if not answered:
+                self.health.last_error = f"no reply within {timeout:g} s (check wiring, port settings and address)"
+                self.health.extra["unanswered"] = self.health.extra.get("unanswered", 0) + 1
+            await asyncio.sleep(max(0.0, started + interval - loop.time()))
+
+    def handle(self, frames: list[bytes], emit: Callable[[Measurement], None]) -> list[Decoded | Rejected | Ignored]:
+        """Decode and count frames; emit the values (after ``stage``). Returns the parse results."""
+        results = []
+        health, parse, stage = self.health, self.parse, self.stage
+        for frame in frames:
+            result = parse(frame)
+            health.count(frame, result)
+            results.append(result)
+            if isinstance(result, Decoded):
+                if stage is not None:
+                    staged = stage(result)
+                    if staged is None:
+                        continue
+                    result = staged
+                health.last_value_ns = self.clock.now_ns()
+                emit(self.measurement(result))
+            elif isinstance(result, Ignored):
+                health.extra["last_notice"] = result.what
+        return results
+
+
+def _open_error(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, FileNotFoundError) or "No such file" in text:
+        return "no such port (adapter unplugged? check `ls /dev/serial/by-id/`)"
+    if isinstance(exc, PermissionError) or "Permission denied" in text:
+        return "permission denied (add the service user to the 'dialout' group)"
+    if "busy" in text.lower() or "exclusive" in text.lower():
+        return "port is in use by another program"
+    return text
+
+
+def error_value(detail: str, status: Status = Status.ERROR, channel: str = "", unit: str = "") -> Decoded:
+    """An instrument-reported failure: a measurement with status and reason, and no number (NaN)."""
+    return Decoded(value=math.nan, unit=unit, status=status, channel=channel, detail=detail)

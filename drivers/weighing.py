@@ -1,0 +1,142 @@
+"""From a scale's stream of readings to one weight per part.
+
+A scale sends many readings a second — zero, then the part settling, then the part stable, then zero again
+when it is taken off. The buyer wants one weight per part. Three modes (option ``weighing`` of every scale
+driver):
+
+``all``
+    every reading as the scale sent it (unstable ones carry status ``unstable``); for live display.
+``part``
+    one reading per part: the first stable reading at or above ``threshold`` after the scale has returned
+    to within ``zero_band`` of zero. The part must leave the pan before the next part counts, so a part
+    left on the scale is weighed once, not fifty times.
+``stable``
+    check-weigher: every stable reading at or above ``threshold`` (a belt scale that weighs each pack as it
+    passes and reports it stable once).
+
+Overload, underload and instrument errors always pass through (once per change of state, so that a scale
+stuck in overload does not flood the line with alarms).
+
+>>> from drivers.base import Decoded
+>>> from edge.model import Status
+>>> w = PartWeigher(WeighingOptions(weighing="part", threshold=5, zero_band=0.5))
+>>> stream = [(0.0, Status.OK), (80.1, Status.UNSTABLE), (100.2, Status.OK), (100.2, Status.OK),
+...           (0.1, Status.OK), (99.8, Status.OK), (99.8, Status.OK), (0.0, Status.OK)]
+>>> [d.value for v, s in stream if (d := w(Decoded(v, "g", s))) is not None]
+[100.2, 99.8]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from drivers.base import Decoded
+from drivers.serial_port import SerialDriver, SerialLink
+from edge.clock import SYSTEM_CLOCK, Clock
+from edge.config import InstrumentConfig
+from edge.model import Status
+
+
+class WeighingOptions(BaseModel):
+    """Options every scale driver shares (they go in the instrument's ``[instruments.options]`` table)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weighing: Literal["all", "part", "stable"] = Field(
+        "all", description="all: every reading; part: one per part; stable: every stable reading (check-weigher)"
+    )
+    threshold: float = Field(0.0, description="A part counts from this weight up (in the scale's unit)")
+    zero_band: float = Field(0.0, ge=0, description="The pan counts as empty within ±zero_band of zero")
+
+    @model_validator(mode="after")
+    def _part_threshold(self) -> WeighingOptions:
+        if self.weighing == "part" and self.threshold <= self.zero_band:
+            raise ValueError(
+                f"threshold ({self.threshold:g}) must be above zero_band ({self.zero_band:g}) in 'part' weighing, "
+                "e.g. threshold = 5.0 and zero_band = 0.5 for parts of about 100 g"
+            )
+        return self
+
+
+class PartWeigher:
+    """The stage after a scale parser: call it with each decoded reading; returns the reading to emit or None."""
+
+    __slots__ = ("mode", "threshold", "zero_band", "armed", "_last_fault")
+
+    def __init__(self, options: WeighingOptions) -> None:
+        self.mode = options.weighing
+        self.threshold = options.threshold
+        self.zero_band = options.zero_band
+        self.armed = True  # an empty pan is assumed at start; a part already on the pan is weighed once
+        self._last_fault: tuple[Status, str] | None = None
+
+    def __call__(self, d: Decoded) -> Decoded | None:
+        if self.mode == "all":
+            return d
+        status = d.status
+        if status is Status.UNSTABLE:
+            return None
+        if status is not Status.OK or not math.isfinite(d.value):
+            fault = (status, d.detail)
+            if fault == self._last_fault:
+                return None
+            self._last_fault = fault
+            return d
+        self._last_fault = None
+        value = d.value
+        if self.mode == "stable":
+            return d if value >= self.threshold else None
+        if abs(value) <= self.zero_band:
+            self.armed = True
+            return None
+        if self.armed and value >= self.threshold:
+            self.armed = False
+            return d
+        return None
+
+
+def weighing_stage(options: BaseModel | None):
+    """The stage a scale driver puts after its parser (None when every reading is wanted)."""
+    if isinstance(options, WeighingOptions) and options.weighing != "all":
+        return PartWeigher(options)
+    return None
+
+
+class ScaleOptions(WeighingOptions):
+    """Options of scales that can be polled or send continuously."""
+
+    mode: Literal["poll", "continuous"] = Field(
+        "continuous", description="poll: ask every poll_interval; continuous: the scale streams"
+    )
+
+
+class ScaleDriver(SerialDriver):
+    """A serial scale: polled or continuous, with the per-part weighing stage after the parser.
+
+    Subclasses set ``poll_command`` (bytes to send per poll, or a dict option value -> bytes) and
+    ``continuous_command`` (sent after each connect in continuous mode to start the stream, if any).
+    """
+
+    poll_command: ClassVar[bytes] = b""
+    continuous_command: ClassVar[bytes | None] = None
+
+    def __init__(self, config: InstrumentConfig, options: BaseModel | None, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(config, options, clock)
+        self.stage = weighing_stage(options)
+
+    @property
+    def polled(self) -> bool:
+        return getattr(self.options, "mode", "continuous") == "poll"
+
+    def request_bytes(self) -> bytes:
+        return self.poll_command
+
+    async def request(self, link: SerialLink) -> None:
+        link.write(self.request_bytes())
+
+    async def on_connect(self, link: SerialLink) -> None:
+        if not self.polled and self.continuous_command:
+            link.write(self.continuous_command)
