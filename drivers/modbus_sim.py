@@ -144,7 +144,10 @@ class ModbusSimulator(Simulator):
         if point.type == "bool":
             return bool(value)
         kind = point.type or "u16"
-        raw = codec.raw_from_physical(float(value), kind, point.scale, point.offset)
+        if isinstance(value, int) and point.scale == 1 and point.offset == 0:
+            raw: int | float = int(value)  # exact: a 64-bit integer must not pass through a float
+        else:
+            raw = codec.raw_from_physical(float(value), kind, point.scale, point.offset)
         if kind in codec.INTEGER_TYPES:
             bits = codec.bit_width(kind)
             lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if kind.startswith("i") else (0, 2**bits - 1)
