@@ -27,6 +27,7 @@ import collections
 import contextlib
 import math
 import os
+import termios
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -110,8 +111,10 @@ def stable_name(path: str, by_id: Path = BY_ID) -> str | None:
     return None
 
 
-def open_port(path: str, settings: dict[str, Any], rs485: serial.rs485.RS485Settings | None) -> serial.Serial:
-    """Open and configure a port (blocking: call it in a worker thread)."""
+def open_port(
+    path: str, settings: dict[str, Any], rs485: serial.rs485.RS485Settings | None, timeout: float = 0
+) -> serial.Serial:
+    """Open and configure a port (blocking: call it in a worker thread). ``timeout`` is pyserial's read timeout."""
     port = serial.Serial()
     port.port = path
     port.baudrate = settings["baudrate"]
@@ -119,7 +122,7 @@ def open_port(path: str, settings: dict[str, Any], rs485: serial.rs485.RS485Sett
     port.parity = settings["parity"]
     port.stopbits = settings["stopbits"]
     port.rtscts = settings["rtscts"]
-    port.timeout = 0
+    port.timeout = timeout
     port.exclusive = True
     if rs485 is not None:
         port.rs485_mode = rs485
@@ -295,7 +298,7 @@ class SerialDriver(Driver):
         while True:
             try:
                 link = await SerialLink.open(path, self.settings, self.framer(), self.rs485)
-            except (OSError, serial.SerialException, ValueError) as exc:
+            except (OSError, serial.SerialException, ValueError, termios.error) as exc:
                 self.health.connected = False
                 self.health.last_error = f"cannot open {path} ({describe_settings(self.settings)}): {_open_error(exc)}"
                 await asyncio.sleep(backoff.next())
@@ -370,6 +373,8 @@ def _open_error(exc: BaseException) -> str:
     text = str(exc)
     if isinstance(exc, FileNotFoundError) or "No such file" in text:
         return "no such port (adapter unplugged? check `ls /dev/serial/by-id/`)"
+    if isinstance(exc, termios.error):
+        return f"the port refuses these settings ({text}); check [instruments.serial]"
     if isinstance(exc, PermissionError) or "Permission denied" in text:
         return "permission denied (add the service user to the 'dialout' group)"
     if "busy" in text.lower() or "exclusive" in text.lower():

@@ -1,0 +1,307 @@
+"""``floorwatch probe PORT``: which instrument is on this serial port, at which settings, sending what?
+
+A technician plugs an adapter into an unknown instrument. The probe tries the known serial protocols and
+port settings, printing each step as it goes (on standard error), and reports which drivers decode what
+the instrument sends, with example frames and the configuration to paste (on standard output).
+
+For each port setting (each driver's factory setting first, then the common ones) it
+
+1. listens for ``--listen`` seconds (instruments in continuous mode, a caliper's data button);
+2. sends each matching driver's *read* request — ``SI``, ``Q``, ``IP``, ``ESC P``, ``?``, ``1`` — and
+   listens for ``--timeout`` seconds. Nothing that changes the instrument (tare, zero, settings) is ever
+   sent. An empty line goes first so a request is not glued to leftovers of the previous one.
+
+Every driver's parser then looks at the bytes; a driver matches when it decodes values from them. The
+probe stops at the first setting where a driver matches (``--all`` tries every setting).
+
+``floorwatch probe --modbus HOST|HOST:PORT|/dev/ttyUSB0`` scans Modbus unit ids instead (see
+``drivers.modbus_probe``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import termios
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import serial
+
+from drivers import registry
+from drivers.base import Decoded, DriverSpec, Parser, Rejected, SerialDefaults
+from drivers.framing import Framer
+from drivers.serial_port import describe_settings, open_port
+
+# Settings worth a try beyond the drivers' own defaults, most common first.
+COMMON = ("9600 8N1", "19200 8N1", "2400 7E1", "4800 8N1", "1200 7O1", "38400 8N1", "57600 8N1", "115200 8N1")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("port", nargs="?", help="serial port, e.g. /dev/serial/by-id/usb-FTDI_…-port0")
+    parser.add_argument("--modbus", metavar="HOST|PORT", help="scan Modbus unit ids on a TCP host or an RTU port")
+    parser.add_argument("--driver", action="append", default=[], metavar="NAME",
+                        help="only try these drivers (repeatable); default: every serial driver")
+    parser.add_argument("--settings", action="append", default=[], metavar="'9600 8N1'",
+                        help="only try these port settings (repeatable)")
+    parser.add_argument("--listen", type=float, default=1.5, help="seconds to listen before sending (default 1.5)")
+    parser.add_argument("--timeout", type=float, default=0.6, help="seconds to wait for each reply (default 0.6)")
+    parser.add_argument("--all", action="store_true", help="try every setting, not only up to the first match")
+    parser.add_argument("--units", default="1-247", help="Modbus unit ids, e.g. '1-10,17' (default 1-247)")
+
+
+def parse_settings(text: str) -> dict[str, Any]:
+    """``'9600 8N1'`` as pyserial settings.
+
+    >>> parse_settings("4800 7E2")
+    {'baudrate': 4800, 'bytesize': 7, 'parity': 'E', 'stopbits': 2, 'rtscts': False}
+    >>> parse_settings("fast")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'fast' is not a port setting; write e.g. '9600 8N1' (baud, data bits, parity N/E/O, stop bits)
+    """
+    parts = text.upper().split()
+    try:
+        baud, frame = parts[0], parts[1]
+        if len(parts) != 2 or len(frame) != 3 or frame[0] not in "78" or frame[1] not in "NEO" or frame[2] not in "12":
+            raise ValueError
+        return SerialDefaults(baudrate=int(baud), bytesize=int(frame[0]), parity=frame[1],
+                              stopbits=int(frame[2])).model_dump()
+    except (ValueError, IndexError):
+        raise ValueError(
+            f"{text!r} is not a port setting; write e.g. '9600 8N1' (baud, data bits, parity N/E/O, stop bits)"
+        ) from None
+
+
+def parse_units(text: str) -> list[int]:
+    """``'1-3,17'`` → [1, 2, 3, 17].
+
+    >>> parse_units("1-3,17")
+    [1, 2, 3, 17]
+    """
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            out.extend(range(int(lo), int(hi) + 1) if sep else [int(lo)])
+    except ValueError:
+        raise ValueError(f"--units {text!r}: write unit ids like '1-10,17'") from None
+    if not out or any(not 0 <= u <= 247 for u in out):
+        raise ValueError(f"--units {text!r}: unit ids are 0-247")
+    return out
+
+
+@dataclass
+class Match:
+    """How well one driver's parser fits the bytes seen at one setting."""
+
+    driver: str
+    settings: str
+    decoded: int = 0
+    ignored: int = 0
+    rejected: int = 0
+    answered_own_request: bool = False
+    examples: list[tuple[bytes, Decoded]] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        return self.decoded * (2 if self.answered_own_request else 1) - self.rejected * 0.5
+
+    @property
+    def found(self) -> bool:
+        return self.decoded > 0 and self.decoded >= self.rejected
+
+
+def evaluate(spec: DriverSpec, parse: Parser, data: bytes, match: Match) -> None:
+    """Cut ``data`` with the driver's framing and count what its parser makes of each frame."""
+    if not data:
+        return
+    framer = Framer(spec.terminator, start=getattr(spec.driver, "start", None), max_len=256)
+    frames = framer.feed(data)
+    if framer.pending().strip(b"\r\n\x00"):
+        frames.append(framer.pending())
+    for frame in frames:
+        result = parse(frame)
+        if isinstance(result, Decoded):
+            match.decoded += 1
+            if len(match.examples) < 3:
+                match.examples.append((frame, result))
+        elif isinstance(result, Rejected):
+            match.rejected += 1
+        else:
+            match.ignored += 1
+
+
+def candidates(names: list[str]) -> list[tuple[DriverSpec, Parser]]:
+    out = []
+    for name in names or registry.names():
+        spec = registry.get(name)
+        if spec.transport != "serial" or spec.parser is None:
+            if names:
+                raise ValueError(f"driver {name!r} is not a serial driver the probe can try")
+            continue
+        try:
+            parse = spec.parser(spec.options.model_validate({}) if spec.options else None)
+        except (ValueError, Exception) as exc:  # drivers that need options (regex) cannot be guessed
+            if names:
+                raise ValueError(f"driver {name!r} cannot be probed without its options: {exc}") from None
+            continue
+        out.append((spec, parse))
+    return out
+
+
+def plan(specs: list[tuple[DriverSpec, Parser]], only: list[str]) -> list[tuple[str, list[DriverSpec]]]:
+    """(settings, drivers whose request is sent at them), each driver's factory setting first."""
+    order: dict[str, list[DriverSpec]] = {}
+    if only:
+        for text in only:
+            order.setdefault(describe_settings(parse_settings(text)), [s for s, _ in specs])
+        return list(order.items())
+    for spec, _ in specs:
+        order.setdefault(describe_settings(spec.serial_defaults.model_dump()), []).append(spec)
+    for text in COMMON:
+        key = describe_settings(parse_settings(text))
+        bucket = order.setdefault(key, [])
+        for spec, _ in specs:
+            if spec not in bucket:
+                bucket.append(spec)
+    return list(order.items())
+
+
+def _settings_of(text: str) -> dict[str, Any]:
+    rtscts = text.endswith("RTS/CTS")
+    out = parse_settings(text.removesuffix(" RTS/CTS"))
+    out["rtscts"] = rtscts
+    return out
+
+
+def _read(port: serial.Serial, seconds: float) -> bytes:
+    deadline = time.monotonic() + seconds
+    data = bytearray()
+    while time.monotonic() < deadline:
+        data += port.read(4096)  # the port's timeout is 0.05 s
+    return bytes(data)
+
+
+def probe_serial(args: argparse.Namespace, say=None) -> list[Match]:
+    """Try every planned setting on ``args.port``; returns the matches found (best first)."""
+    say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+    specs = candidates(args.driver)
+    parsers = {spec.name: parse for spec, parse in specs}
+    found: list[Match] = []
+    steps = plan(specs, args.settings)
+    for n, (settings_text, requesters) in enumerate(steps, 1):
+        say(f"[{n}/{len(steps)}] {args.port} at {settings_text}")
+        try:
+            port = open_port(args.port, _settings_of(settings_text), None, timeout=0.05)
+        except (OSError, serial.SerialException, ValueError, termios.error) as exc:
+            say(f"    cannot open the port at these settings: {exc}")
+            if "No such file" in str(exc) or isinstance(exc, FileNotFoundError):
+                raise
+            continue
+        matches = {spec.name: Match(spec.name, settings_text) for spec, _ in specs}
+        try:
+            port.reset_input_buffer()
+            data = _read(port, args.listen)
+            say(f"    listened {args.listen:g} s: {len(data)} bytes" + (f", e.g. {data[:48]!r}" if data else ""))
+            for spec, parse in specs:
+                evaluate(spec, parse, data, matches[spec.name])
+            for spec in requesters:
+                if spec.probe_request is None:
+                    continue
+                port.write(b"\r\n")
+                _read(port, 0.1)
+                port.write(spec.probe_request)
+                reply = _read(port, args.timeout)
+                say(f"    sent {spec.probe_request!r} ({spec.name}): "
+                    + (f"{len(reply)} bytes, e.g. {reply[:48]!r}" if reply else "no reply"))
+                for other, parse in specs:
+                    before = matches[other.name].decoded
+                    evaluate(other, parse, reply, matches[other.name])
+                    if other is spec and matches[other.name].decoded > before:
+                        matches[other.name].answered_own_request = True
+        except (OSError, serial.SerialException, termios.error) as exc:
+            say(f"    port error at these settings: {exc}")
+        finally:
+            port.close()
+        hits = sorted((m for m in matches.values() if m.found), key=lambda m: -m.score)
+        for m in hits:
+            say(f"    -> {m.driver}: {m.decoded} value(s), {m.rejected} rejected frame(s)")
+        found.extend(hits)
+        if hits and not args.all:
+            break
+    found.sort(key=lambda m: -m.score)
+    del parsers
+    return found
+
+
+def report(port: str, found: list[Match]) -> None:
+    if not found:
+        print(f"{port}: no known instrument answered. Check the cable (null-modem?), the instrument's output "
+              "setting (print/continuous), and try --settings with the baud rate shown on the instrument; "
+              "a device we do not know can be read with the 'regex' driver.")
+        return
+    best = found[0]
+    print(f"{port}: {best.driver} at {best.settings}"
+          + (" (answered its own request)" if best.answered_own_request else ""))
+    for frame, d in best.examples:
+        value = "no value" if d.value != d.value else f"{d.value:g} {d.unit}".strip()
+        print(f"    {frame!r} -> {value} {d.status.value}" + (f" ({d.detail})" if d.detail else ""))
+    others = [m.driver for m in found[1:] if m.settings == best.settings and m.score == best.score]
+    if others:
+        print(f"    the frames fit {', '.join(others)} equally well; pick by the instrument's make")
+    spec = registry.get(best.driver)
+    defaults = describe_settings(spec.serial_defaults.model_dump())
+    print("\nconfiguration:\n\n[[instruments]]\nname = \"instrument-1\"\n"
+          f"driver = \"{best.driver}\"\nport = \"{port}\"")
+    if best.settings != defaults:
+        s = _settings_of(best.settings)
+        print(f"[instruments.serial]\nbaudrate = {s['baudrate']}\nbytesize = {s['bytesize']}\n"
+              f"parity = \"{s['parity']}\"\nstopbits = {s['stopbits']}" + ("\nrtscts = true" if s["rtscts"] else ""))
+
+
+def probe_modbus(args: argparse.Namespace) -> int:
+    """Modbus unit-id scan: delegated to drivers.modbus_probe."""
+    from drivers import modbus_probe
+
+    units = parse_units(args.units)
+    settings = _settings_of(args.settings[0]) if args.settings else {"baudrate": 9600, "bytesize": 8,
+                                                                    "parity": "E", "stopbits": 1}
+    found = asyncio.run(modbus_probe.probe(
+        args.modbus, unit_ids=units, timeout=args.timeout,
+        out=lambda text: print(text, file=sys.stderr, flush=True),
+        baudrate=settings["baudrate"], parity=settings["parity"], bytesize=settings["bytesize"],
+        stopbits=settings["stopbits"],
+    ))
+    if not found:
+        print(f"{args.modbus}: no Modbus unit answered among ids {args.units}")
+        return 1
+    for unit in found:
+        print(f"{args.modbus}: unit {unit.get('unit_id')} answers: "
+              + ", ".join(f"{k}={v}" for k, v in unit.items() if k != "unit_id"))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.modbus:
+            if args.port:
+                raise ValueError("give either a serial PORT or --modbus HOST|PORT, not both")
+            return probe_modbus(args)
+        if not args.port:
+            raise ValueError("give the serial port to probe, e.g. floorwatch probe /dev/serial/by-id/usb-…")
+        found = probe_serial(args)
+    except FileNotFoundError:
+        print(f"floorwatch probe: {args.port}: no such port (plugged in? see `ls /dev/serial/by-id/`)",
+              file=sys.stderr)
+        return 2
+    except (ValueError, serial.SerialException, OSError) as exc:
+        print(f"floorwatch probe: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - Modbus connection errors: one readable line, not a traceback
+        print(f"floorwatch probe: {exc}", file=sys.stderr)
+        return 2
+    report(args.port, found)
+    return 0 if found else 1
