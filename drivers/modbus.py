@@ -20,12 +20,12 @@ Documentation: ``docs/drivers/modbus.md``.
 >>> p = Point(name="good_parts", address=1002, type="u32", order="CDAB", counter=True)
 >>> p.function, p.register_count
 ('holding', 2)
->>> Point(name="x", address=40001)
-Traceback (most recent call last):
-...
-pydantic_core._pydantic_core.ValidationError: 1 validation error for Point
-  Value error, address 40001 looks like a register number (4xxxx), not a PDU address: Modbus addresses here count from 0 (register 40001 is address 0), so write address = 0; if the device manual really gives PDU address 40001, set address_is_pdu = true [type=value_error, input_value={'name': 'x', 'address': 40001}, input_type=dict]
-    For further information visit https://errors.pydantic.dev/2.13/v/value_error
+>>> from pydantic import ValidationError
+>>> try:
+...     Point(name="x", address=40001)
+... except ValidationError as exc:
+...     print(exc.errors()[0]["msg"])
+Value error, address 40001 looks like a register number (4xxxx), not a PDU address: Modbus addresses here count from 0 (register 40001 is address 0), so write address = 0; if the device manual really gives PDU address 40001, set address_is_pdu = true
 """
 
 from __future__ import annotations

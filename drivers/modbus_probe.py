@@ -57,7 +57,7 @@ def readings(registers: list[int]) -> dict[str, Any]:
 
     >>> r = readings([0x42F6, 0xE979, 0x0001])
     >>> r["hex"], r["u16"][:2], round(r["f32_ABCD"], 3), r["u32_CDAB"]
-    ('42F6 E979 0001', [17142, 59769], 123.456, 3908649718)
+    ('42F6 E979 0001', [17142, 59769], 123.456, 3917038326)
     """
     out: dict[str, Any] = {"hex": codec.hexwords(registers), "u16": list(registers)}
     if len(registers) >= 2:

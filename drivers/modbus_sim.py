@@ -163,12 +163,15 @@ class ModbusSimulator(Simulator):
         points = self._points_of(unit)
         blocks: list[list[SimData]] = []
         for block in _BLOCKS:
-            ends = [p.address + p.register_count for p in points if p.function == block]
-            size = max(ends, default=0) + 16  # a little room past the last point, then illegal addresses
+            mine = [p for p in points if p.function == block]
+            # From the first point to a little past the last: addresses outside are illegal, as on a device.
+            start = min((p.address for p in mine), default=0)
+            end = min(max((p.address + p.register_count for p in mine), default=0) + 16, 65536)
             if block in ("coils", "discrete_inputs"):
-                blocks.append([SimData(address=0, count=size, values=False, datatype=DataType.BITS)])
+                start -= start % 16
+                blocks.append([SimData(address=start, count=end - start, values=False, datatype=DataType.BITS)])
             else:
-                blocks.append([SimData(address=0, count=size, values=0, datatype=DataType.REGISTERS)])
+                blocks.append([SimData(address=start, count=end - start, values=0, datatype=DataType.REGISTERS)])
         return SimDevice(
             id=unit,
             simdata=(blocks[0], blocks[1], blocks[2], blocks[3]),

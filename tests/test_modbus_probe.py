@@ -1,0 +1,78 @@
+"""`floorwatch probe --modbus`: scanning unit ids on a real pymodbus server (TCP and RTU)."""
+
+from __future__ import annotations
+
+import pytest
+from pymodbus.exceptions import ConnectionException
+
+from drivers.modbus_probe import parse_target, probe
+from harness._util import free_port
+
+pytestmark = pytest.mark.service
+
+
+async def test_tcp_scan_finds_the_live_units_and_skips_the_dead_one(modbus_sim):
+    sim = await modbus_sim("dead_unit")
+    lines: list[str] = []
+    found = await probe(f"127.0.0.1:{sim.endpoint['tcp_port']}", unit_ids=range(1, 4), timeout=0.1, out=lines.append)
+    assert [u["unit_id"] for u in found] == [1, 3]
+    holding = found[0]["holding"]
+    assert holding["u32_CDAB"] == 1000  # the default map's 32-bit counter, low word first
+    assert holding["hex"].startswith("03E8 0000 03E8")
+    assert found[0]["input"]["f32_ABCD"] == pytest.approx(sim.process_value(sim.points[2], 0.0), rel=1e-6)
+    assert lines[0].startswith("probing Modbus TCP 127.0.0.1:") and "unit ids 1..3 (3)" in lines[0]
+    assert "unit 1: answers" in lines and "unit 2: answers" not in lines
+    assert lines[-1] == "scanned 3/3 unit ids, 2 answering"
+
+
+async def test_rtu_scan_over_a_pty(modbus_sim):
+    sim = await modbus_sim("counter", transport="rtu")
+    lines: list[str] = []
+    found = await probe(sim.endpoint["port"], unit_ids=[1], timeout=0.2, out=lines.append, parity="N")
+    assert [u["unit_id"] for u in found] == [1]
+    assert "9600 8N1" in lines[0]
+
+
+async def test_tcp_device_answering_every_unit_id_is_explained(modbus_sim):
+    sim = await modbus_sim("counter")
+    lines: list[str] = []
+    await probe(f"127.0.0.1:{sim.endpoint['tcp_port']}", unit_ids=range(1, 4), timeout=0.1, out=lines.append)
+    assert "every unit id answered" in lines[-1]
+
+
+async def test_a_unit_answering_only_with_exceptions_is_present(modbus_sim):
+    # Holding registers 0..9 exist in the default map; ask a device whose map starts elsewhere.
+    from drivers.modbus import ModbusOptions, Point
+
+    sim = await modbus_sim("counter", ModbusOptions(points=[Point(name="far", address=60000, type="u16")]))
+    found = await probe(f"127.0.0.1:{sim.endpoint['tcp_port']}", unit_ids=[7], timeout=0.1, out=lambda s: None)
+    assert found[0]["unit_id"] == 7
+    assert found[0]["holding"].startswith("exception 02 illegal data address")
+
+
+async def test_nothing_listening_is_a_clear_error():
+    with pytest.raises(ConnectionException, match=r"cannot connect to Modbus TCP 127\.0\.0\.1:\d+"):
+        await probe(f"127.0.0.1:{free_port()}", unit_ids=[1], timeout=0.1, out=lambda s: None)
+
+
+async def test_missing_serial_port_is_a_clear_error(tmp_path):
+    with pytest.raises(ConnectionException, match="does not exist"):
+        await probe(str(tmp_path / "ttyUSB9"), unit_ids=[1], out=lambda s: None)
+
+
+async def test_bad_unit_ids_are_refused():
+    with pytest.raises(ValueError, match="unit ids must be 0-247"):
+        await probe("127.0.0.1", unit_ids=[1, 300], out=lambda s: None)
+
+
+@pytest.mark.parametrize("target", ["", "plc:0", "plc:http", "[fd00::1]:70000"])
+def test_bad_targets(target):
+    with pytest.raises(ValueError):
+        parse_target(target)
+
+
+def test_targets():
+    assert parse_target("COM3") == {"port": "COM3"}
+    assert parse_target("/dev/serial/by-id/usb-FTDI-if00-port0") == {"port": "/dev/serial/by-id/usb-FTDI-if00-port0"}
+    assert parse_target("[fd00::5]") == {"host": "fd00::5", "tcp_port": 502}
+    assert parse_target("fd00::5") == {"host": "fd00::5", "tcp_port": 502}
