@@ -5,13 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 
-from harness.serial_pty import Collector, contiguous_in, instrument, wait_until
-
 from drivers import registry
 from drivers.framing import Framer
-from drivers.mitutoyo import MitutoyoSimulator
-from drivers.serial_port import SerialLink, effective_settings, rs485_settings
-from drivers.simulate.scenario import Scenario
+from drivers.serial_port import SerialLink, effective_settings
 from edge.config import SerialSettings
 
 
