@@ -507,9 +507,10 @@ cdef class Core:
 
         The loop runs without the GIL.
         """
-        cdef const double[::1] v = np.ascontiguousarray(values, dtype=np.float64)
-        if np.ndim(values) != 1:
-            raise ValueError(f"values must be a one-dimensional array, got shape {np.shape(values)}")
+        arr = np.ascontiguousarray(values, dtype=np.float64)
+        if arr.ndim != 1:
+            raise ValueError(f"values must be a one-dimensional array, got shape {arr.shape}")
+        cdef const double[::1] v = arr
         cdef Py_ssize_t i, size = v.shape[0]
         cdef const unsigned char[::1] okv
         cdef bint has_ok = ok is not None

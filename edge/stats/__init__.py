@@ -40,6 +40,8 @@ def _load() -> tuple[type, str, str]:
 
     class RollingStats(RollingStatsApi, _stats_core.Core):
         __doc__ = RollingStatsApi.__doc__
+        __qualname__ = "RollingStats"
+        __module__ = "edge.stats"
 
     return RollingStats, "compiled", ""
 

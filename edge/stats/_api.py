@@ -75,8 +75,8 @@ def capability(mean: float, sigma_within: float, s: float, lsl: float | None, us
     >>> cp, cpk, _, _ = capability(10.05, 0.2326 / 2.326, math.nan, lsl=9.5, usl=10.5)
     >>> round(cp, 3), round(cpk, 3)
     (1.667, 1.5)
-    >>> capability(10.05, 0.1, 0.1, lsl=None, usl=10.5)[:2]
-    (nan, 1.5)
+    >>> [round(v, 3) for v in capability(10.05, 0.1, 0.1, lsl=None, usl=10.5)]
+    [nan, 1.5, nan, 1.5]
     """
     lo = math.nan if lsl is None else lsl
     hi = math.nan if usl is None else usl
@@ -110,7 +110,34 @@ def _dec_array(name: str, text: Any, size: int) -> np.ndarray:
 
 
 class RollingStatsApi:
-    """The public half of ``RollingStats``; the core (compiled or reference) supplies the arithmetic."""
+    """Rolling SPC statistics and control-chart state of one characteristic, updated per reading.
+
+    One object per characteristic, river-style: ``push(x)`` learns one reading and returns the bitmask
+    (see :mod:`edge.stats.rules`) of the rules and signals it fired; ``push_many(values)`` does the same
+    for a numpy array in one loop without the GIL; ``snapshot()`` returns an immutable
+    ``edge.model.StatsSnapshot``; ``state()``/``from_state()`` save and restore it bit-identically.
+
+    Control limits (centre line and σ) are given (``center``, ``sigma``) or learned from the first
+    ``baseline`` accepted readings (centre = their mean, σ = MR̄/d2, or R̄/d2 for subgroups) and then
+    frozen until ``rebaseline()``. Readings that are not finite, or pushed with ``ok=False``, never enter
+    the statistics: they only count in ``n_rejected``.
+
+    >>> from edge.stats import RollingStats, rules
+    >>> rs = RollingStats(window=50, lsl=9.5, usl=10.5, center=10.0, sigma=0.1,
+    ...                   rules=["nelson_1", "nelson_2"], characteristic="bore_diameter")
+    >>> [rs.push(x) for x in (10.02, 9.97, 10.01, 9.99, 10.03)]
+    [0, 0, 0, 0, 0]
+    >>> rules.names(rs.push(10.45))
+    ['nelson_1']
+    >>> rules.names(rs.push(float("nan")))
+    ['rejected']
+    >>> snap = rs.snapshot()
+    >>> snap.n, snap.n_rejected, round(snap.mean, 3), round(snap.ucl, 3), round(snap.cpk, 2)
+    (6, 1, 10.078, 10.3, 1.39)
+    >>> restored = RollingStats.from_state(rs.state())
+    >>> restored.push(10.2) == rs.push(10.2) and restored.snapshot() == rs.snapshot()
+    True
+    """
 
     def __init__(
         self,
