@@ -115,8 +115,8 @@ def parser(options: RegexOptions | None) -> Parser:
         if n[1] == b"-":
             value = -value
         status = Status.OK
-        if has_status:
-            text = m["status"] or b""
+        if has_status and m["status"] is not None:  # an optional status group that did not take part: ok
+            text = m["status"]
             status = status_map.get(text)  # type: ignore[assignment]
             if status is None:
                 return Rejected(f"status {text.decode('latin-1')!r} is not in status_map; add it to the options")
