@@ -154,6 +154,17 @@ class EventLog:
     def debug(self, name: str, **fields: Any) -> None:
         self.event("debug", name, **fields)
 
+    def attach(self, *loggers: str) -> None:
+        """Route the library loggers (``edge.mqtt``, ``edge.spool``, ``drivers.*``, paho) through this log,
+        so that every line has the same form and the same repeat limit."""
+        handler = _EventLogHandler(self)
+        for name in loggers:
+            logger = logging.getLogger(name)
+            logger.handlers[:] = [h for h in logger.handlers if not isinstance(h, _EventLogHandler)]
+            logger.addHandler(handler)
+            logger.setLevel(min(self.threshold, logging.WARNING) if name == "paho" else self.threshold)
+            logger.propagate = False
+
     def info(self, name: str, **fields: Any) -> None:
         self.event("info", name, **fields)
 
@@ -162,6 +173,20 @@ class EventLog:
 
     def error(self, name: str, **fields: Any) -> None:
         self.event("error", name, **fields)
+
+
+class _EventLogHandler(logging.Handler):
+    def __init__(self, events: EventLog) -> None:
+        super().__init__()
+        self.events = events
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = {10: "debug", 20: "info", 30: "warning"}.get(record.levelno, "error")
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not break logging
+            message = str(record.msg)
+        self.events.event(level, "library", key=record.name + message[:40], logger=record.name, message=message)
 
 
 # ------------------------------------------------------------------------------------------ systemd
@@ -538,6 +563,7 @@ class Gateway:
         cfg = ch.config
         lsl = NAN if cfg.lsl is None else cfg.lsl
         usl = NAN if cfg.usl is None else cfg.usl
+        transitions = 0
         for check in ch.checks:
             active = bool(bits & check.mask)
             kind = check.kind
@@ -563,9 +589,11 @@ class Gateway:
                                     value=r.value, limit=limit, lsl=lsl, usl=usl, message=message)
             if tr is not None:
                 self._alert(tr)
-                ch.snapshot_due = True
+                transitions += 1
             if not active and (cfg.name, kind) not in self._active:
                 ch.watch.discard(kind)
+        if transitions:
+            self._snapshot(ch)  # the figures at the moment of the alert, right after it
 
     def _count(self, ch: CharacteristicState, value: float) -> None:
         """A production count: remember when it last went up (for 'line stopped')."""
@@ -842,8 +870,10 @@ class Gateway:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def run(self, stop: asyncio.Event) -> int:
-        """Run until ``stop`` is set; flush, publish offline, return 0. Start-up failures return 1."""
+    def open(self) -> None:
+        """Open the spool, build the statistics, restore the saved state. ``run`` calls it; tests and the
+        benchmark call it to drive :meth:`ingest` directly. Raises ``OSError``/``SpoolError`` on a spool
+        that cannot be opened."""
         from edge.alerts import AlertTracker
         from edge.spool import Spool
 
@@ -851,17 +881,28 @@ class Gateway:
         self.started_ns = self.clock.now_ns()
         self.started_mono = self.clock.monotonic()
         self._last_snapshot_round = self.started_mono
+        self.spool_path.parent.mkdir(parents=True, exist_ok=True)
+        self.spool = Spool(self.spool_path, max_bytes=cfg.spool.max_bytes, clock=self.clock)
+        self.spool.open()
+        self.alerts = AlertTracker(cfg.alerts)
+        self._build_characteristics()
+        self._restore_state()
+
+    def close(self) -> None:
+        """Flush and close the spool (the counterpart of :meth:`open` when not using ``run``)."""
+        if self.spool is not None:
+            self.flush()
+            self.spool.close()
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Run until ``stop`` is set; flush, publish offline, return 0. Start-up failures return 1."""
+        cfg = self.config
         try:
-            self.spool_path.parent.mkdir(parents=True, exist_ok=True)
-            self.spool = Spool(self.spool_path, max_bytes=cfg.spool.max_bytes, clock=self.clock)
-            self.spool.open()
+            self.open()
         except Exception as exc:
             self.events.error("spool_unavailable", path=str(self.spool_path), error=f"{type(exc).__name__}: {exc}",
                               fix="check that gateway.data_dir exists and is writable by the service user")
             return 1
-        self.alerts = AlertTracker(cfg.alerts)
-        self._build_characteristics()
-        self._restore_state()
         if cfg.alerts.webhook_url:
             from edge.webhook import WebhookSender
 
@@ -962,20 +1003,20 @@ class Gateway:
                 self.flush()
             except Exception as exc:
                 self.events.error("final_flush_failed", error=f"{type(exc).__name__}: {exc}")
-        if self.publisher is not None:
-            deadline = time.monotonic() + self.drain_timeout
-            while self.publisher.connected and self.spool.backlog() > 0 and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
+        if self.publisher is not None and self.publisher.connected:
+            # what the broker can take in a moment goes now; the rest waits in the spool for the next start
+            with contextlib.suppress(Exception):
+                await self.publisher.wait_drained(self.drain_timeout)
+        if publisher_cm is not None:
+            try:  # cancels the publisher's run(), publishes the retained "offline", disconnects cleanly
+                await publisher_cm.__aexit__(None, None, None)
+            except Exception as exc:
+                self.events.warning("broker_disconnect_failed", error=f"{type(exc).__name__}: {exc}")
         for t in tasks:
             t.cancel()
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        if publisher_cm is not None:
-            try:
-                await publisher_cm.__aexit__(None, None, None)
-            except Exception as exc:
-                self.events.warning("broker_disconnect_failed", error=f"{type(exc).__name__}: {exc}")
         if self.web is not None:
             await self.web.stop()
         if self.webhook is not None and hasattr(self.webhook, "close"):
@@ -1045,6 +1086,7 @@ def run_gateway(config: GatewayConfig, **kwargs: Any) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         gw = Gateway(config, **kwargs)
+        gw.events.attach("edge", "drivers", "paho", "floorwatch")
         return await gw.run(stop)
 
     return asyncio.run(main())

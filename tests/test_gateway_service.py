@@ -1,0 +1,269 @@
+"""The gateway's pipeline in-process, with the real spool, statistics core and alert tracker (no broker).
+
+Measurements go in through ``Gateway.ingest`` exactly as drivers hand them over; what comes out is read
+back from the real SQLite spool, decoded with the documented payload readers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+from edge.clock import ManualClock
+from edge.config import parse_config
+from edge.model import AlertState, Measurement, Status, decode_batch, loads
+from gateway.service import EventLog, Gateway, safe_url
+
+
+def make_config(tmp_path: Path, **over) -> dict:
+    cfg = {
+        "gateway": {"site": "s1", "line": "l1", "id": "gw", "data_dir": str(tmp_path / "data")},
+        "instruments": [
+            {"name": "caliper-1", "driver": "mitutoyo", "port": "/dev/null"},
+            {"name": "counter-1", "driver": "modbus", "host": "127.0.0.1"},
+        ],
+        "characteristics": [
+            {"name": "bore", "instrument": "caliper-1", "unit": "mm", "nominal": 12.0, "lsl": 11.95,
+             "usl": 12.05, "window": 200, "rules": ["nelson_1"], "min_cpk": 1.33,
+             "control": {"center": 12.0, "sigma": 0.004}},
+            {"name": "parts", "instrument": "counter-1", "unit": "pcs", "kind": "count", "idle_after": 5},
+        ],
+        "mqtt": {"max_batch": 50},
+        "spool": {"flush_interval": 0.1},
+        "alerts": {"debounce": 1, "clear_after": 2},
+        "web": {"enabled": False},
+    }
+    for key, value in over.items():
+        cfg[key] = value
+    return cfg
+
+
+def gateway(tmp_path: Path, clock: ManualClock | None = None, **over) -> tuple[Gateway, io.StringIO]:
+    out = io.StringIO()
+    gw = Gateway(parse_config(make_config(tmp_path, **over)), clock=clock or ManualClock(),
+                 events=EventLog(stream=out, timestamps=False), publish=False)
+    gw.open()
+    return gw, out
+
+
+def spooled(gw: Gateway) -> list:
+    """Every record in the spool, decoded: (topic suffix, object or list of readings or raw bytes)."""
+    gw.flush()
+    out = []
+    for rec in gw.spool.pending(1_000_000):
+        suffix = rec.topic[len(gw.topics.base) + 1 :]
+        if suffix == "readings":
+            out.append((suffix, decode_batch(json.loads(rec.payload)), rec))
+        elif rec.payload:
+            out.append((suffix, loads(rec.payload), rec))
+        else:
+            out.append((suffix, b"", rec))
+    return out
+
+
+def feed(gw: Gateway, clock: ManualClock, values, instrument="caliper-1", unit="mm", channel="",
+         status=Status.OK) -> None:
+    for v in values:
+        clock.advance(0.01)
+        gw.ingest(Measurement(clock.now_ns(), instrument, v, unit, status, channel))
+
+
+def test_readings_are_numbered_batched_and_spooled_in_sequence_order(tmp_path):
+    clock = ManualClock()
+    gw, _ = gateway(tmp_path, clock)
+    feed(gw, clock, [12.0 + 0.001 * (i % 5) for i in range(120)])
+    gw.tick()  # statistics snapshot (first round is due after stats_interval)
+    clock.advance(1.5)
+    gw.tick()
+    records = spooled(gw)
+    readings = [r for kind, obj, _ in records if kind == "readings" for r in obj]
+    assert [r.seq for r in readings] == list(range(1, 121))
+    batches = [obj for kind, obj, _ in records if kind == "readings"]
+    assert max(len(b) for b in batches) <= 50
+    assert all(r.characteristic == "bore" and r.unit == "mm" for r in readings)
+    # spool order is sequence order across all topics, and every numbered record carries its numbers
+    firsts = [rec.first_seq for _, _, rec in records if rec.first_seq is not None]
+    assert firsts == sorted(firsts)
+    stats = [obj for kind, obj, _ in records if kind == "stats/bore"]
+    assert len(stats) == 1 and stats[0].n_total == 120 and stats[0].seq == 121
+    assert math.isclose(stats[0].mean, sum(r.value for r in readings) / 120)
+    gw.close()
+
+
+def test_units_are_normalised_and_unconvertible_units_become_error_readings(tmp_path):
+    clock = ManualClock()
+    gw, log = gateway(tmp_path, clock)
+    feed(gw, clock, [0.4725], unit="in")  # 12.0015 mm
+    feed(gw, clock, [12.0], unit="g")  # a scale wired to a length characteristic
+    readings = [r for kind, obj, _ in spooled(gw) if kind == "readings" for r in obj]
+    assert readings[0].unit == "mm" and math.isclose(readings[0].value, 12.0015)
+    assert readings[1].status is Status.ERROR and math.isnan(readings[1].value)
+    assert gw.characteristics["bore"].stats.snapshot().n_total == 1  # only the good one counted
+    assert gw.characteristics["bore"].stats.snapshot().n_rejected == 1
+    assert "event=unit_unconvertible" in log.getvalue() and "characteristic=bore" in log.getvalue()
+    gw.close()
+
+
+def test_out_of_spec_raises_with_value_and_limits_then_clears_with_retained_copy_emptied(tmp_path):
+    clock = ManualClock()
+    gw, _ = gateway(tmp_path, clock)
+    feed(gw, clock, [12.0, 12.001, 12.061, 12.0, 12.0, 12.0])
+    records = spooled(gw)
+    alerts = [(kind, obj) for kind, obj, _ in records if kind.startswith("alerts/bore/out_of_spec")]
+    assert [a.state for _, a in alerts] == [AlertState.RAISED, AlertState.CLEARED]
+    raised = alerts[0][1]
+    assert raised.value == 12.061 and raised.limit == 12.05 and raised.lsl == 11.95 and raised.usl == 12.05
+    assert raised.severity.value == "critical" and "above USL" in raised.message
+    active = [(obj, rec) for kind, obj, rec in records if kind == "active/bore/out_of_spec"]
+    assert len(active) == 2 and all(rec.retain for _, rec in active)
+    assert active[0][0] == raised and active[1][0] == b""  # cleared: zero-length retained message
+    # the rule of a 3-sigma point fired too, and a snapshot follows each alert
+    kinds = {kind for kind, _, _ in records}
+    assert "alerts/bore/nelson_1" in kinds and "stats/bore" in kinds
+    gw.close()
+
+
+def test_state_survives_a_restart(tmp_path):
+    clock = ManualClock()
+    gw, _ = gateway(tmp_path, clock)
+    feed(gw, clock, [12.0 + 0.002 * math.sin(i) for i in range(80)] + [12.07])
+    before = gw.characteristics["bore"].stats.snapshot()
+    active_before = {(a.subject, a.kind) for a in gw.alerts.active()}
+    assert ("bore", "out_of_spec") in active_before
+    gw.close()
+    last_seq = gw.spool.last_seq
+    gw2, log = gateway(tmp_path, clock)
+    after = gw2.characteristics["bore"].stats.snapshot()
+    assert after.n_total == before.n_total and after.mean == before.mean and after.cusum_pos == before.cusum_pos
+    assert {(a.subject, a.kind) for a in gw2.alerts.active()} == active_before
+    assert gw2.spool.issue() == last_seq + 1  # numbering continues where it stopped
+    assert "event=state_restored" in log.getvalue()
+    # good readings clear the restored alert: it is not forgotten
+    feed(gw2, clock, [12.0, 12.0])
+    assert ("bore", "out_of_spec") not in {(a.subject, a.kind) for a in gw2.alerts.active()}
+    gw2.close()
+
+
+def test_changed_limits_start_statistics_afresh(tmp_path):
+    clock = ManualClock()
+    gw, _ = gateway(tmp_path, clock)
+    feed(gw, clock, [12.0] * 30)
+    gw.close()
+    cfg = make_config(tmp_path)
+    cfg["characteristics"][0]["usl"] = 12.04
+    gw2 = Gateway(parse_config(cfg), clock=clock, events=EventLog(stream=io.StringIO()), publish=False)
+    gw2.open()
+    assert gw2.characteristics["bore"].stats.snapshot().n_total == 0
+    assert "configuration changed" in gw2.events.stream.getvalue()
+    gw2.close()
+
+
+def test_damaged_state_file_is_moved_aside_and_reported(tmp_path):
+    clock = ManualClock()
+    gw, _ = gateway(tmp_path, clock)
+    feed(gw, clock, [12.0] * 5)
+    gw.close()
+    gw.state_path.write_text('{"version": 1, "characteristics": ')
+    gw2, log = gateway(tmp_path, clock)
+    assert "event=state_unreadable" in log.getvalue()
+    assert list(gw.state_path.parent.glob("*.state.json.corrupt-*"))
+    assert gw2.characteristics["bore"].stats.snapshot().n_total == 0
+    gw2.close()
+
+
+def test_line_stopped_is_raised_when_the_count_stops_and_cleared_when_parts_come(tmp_path):
+    clock = ManualClock()
+    gw, _ = gateway(tmp_path, clock)
+    feed(gw, clock, [100.0, 101.0, 102.0], instrument="counter-1", unit="pcs")
+    for _ in range(7):
+        clock.advance(1.0)
+        feed(gw, clock, [102.0], instrument="counter-1", unit="pcs")  # unchanged: no new part
+        gw.tick()
+    assert ("parts", "line_stopped") in {(a.subject, a.kind) for a in gw.alerts.active()}
+    for i in range(3):
+        feed(gw, clock, [103.0 + i], instrument="counter-1", unit="pcs")
+        gw.tick()
+    records = spooled(gw)
+    states = [obj.state for kind, obj, _ in records if kind == "alerts/parts/line_stopped"]
+    assert states == [AlertState.RAISED, AlertState.CLEARED]
+    gw.close()
+
+
+def test_cpk_below_the_minimum_raises_cpk_low(tmp_path):
+    clock = ManualClock()
+    gw, _ = gateway(tmp_path, clock)
+    # a wide process: sigma ~ 0.02 against a tolerance of +-0.05 -> Cpk well below 1.33
+    feed(gw, clock, [12.0 + 0.02 * ((i * 7919) % 11 - 5) / 5 for i in range(60)])
+    clock.advance(1.1)
+    gw.tick()
+    raised = [obj for kind, obj, _ in spooled(gw) if kind == "alerts/bore/cpk_low"]
+    assert raised and raised[0].state is AlertState.RAISED and raised[0].limit == 1.33
+    assert raised[0].value < 1.33
+    gw.close()
+
+
+def test_spool_backlog_above_the_threshold_raises_an_alert(tmp_path):
+    clock = ManualClock()
+    gw, _ = gateway(tmp_path, clock, spool={"flush_interval": 0.1, "backlog_alert": 10})
+    feed(gw, clock, [12.0] * 600)
+    gw.flush()
+    gw.tick()
+    assert ("spool", "spool_backlog") in {(a.subject, a.kind) for a in gw.alerts.active()}
+    status = gw.status()
+    assert status["spool"]["backlog"] > 10
+    assert any(a["kind"] == "spool_backlog" for a in status["alerts"])
+    gw.close()
+
+
+def test_not_ok_and_garbage_values_never_enter_statistics(tmp_path):
+    clock = ManualClock()
+    gw, _ = gateway(tmp_path, clock)
+    feed(gw, clock, [12.0, 12.001])
+    feed(gw, clock, [float("nan"), float("inf")])
+    feed(gw, clock, [99.0], status=Status.OVERLOAD)
+    snap = gw.characteristics["bore"].stats.snapshot()
+    assert snap.n_total == 2 and snap.n_rejected == 3 and snap.max == 12.001
+    readings = [r for kind, obj, _ in spooled(gw) if kind == "readings" for r in obj]
+    assert [r.status.value for r in readings] == ["ok", "ok", "error", "error", "overload"]
+    assert not gw.alerts.active()  # an overload is shown, never raised as out of spec
+    gw.close()
+
+
+def test_measurements_of_unknown_channels_are_counted_not_published(tmp_path):
+    clock = ManualClock()
+    gw, _ = gateway(tmp_path, clock)
+    feed(gw, clock, [21.5], instrument="counter-1", unit="degC", channel="temperature")
+    assert not [r for kind, obj, _ in spooled(gw) if kind == "readings"]
+    assert gw._unrouted == {("counter-1", "temperature"): 1}
+    gw.close()
+
+
+def test_status_document_is_json_and_names_everything(tmp_path):
+    clock = ManualClock()
+    gw, _ = gateway(tmp_path, clock)
+    feed(gw, clock, [12.0, 12.01])
+    clock.advance(1.1)
+    gw.tick()
+    doc = json.loads(json.dumps(gw.status(), allow_nan=False))
+    assert doc["gateway"]["readings"] == 2 and doc["gateway"]["last_seq"] >= 3
+    bore = next(c for c in doc["characteristics"] if c["name"] == "bore")
+    assert bore["last_value"] == 12.01 and bore["n"] == 2 and math.isclose(bore["mean"], 12.005)
+    assert doc["broker"]["enabled"] is False
+    gw.close()
+
+
+def test_log_lines_are_one_per_event_rate_limited_and_free_of_secrets():
+    out = io.StringIO()
+    now = [0.0]
+    ev = EventLog(stream=out, clock=lambda: now[0], timestamps=False, window=60)
+    for _ in range(100):
+        ev.warning("frame_rejected", instrument="scale-1", reason="bad checksum")
+    ev.warning("frame_rejected", instrument="caliper-1", reason="bad checksum")
+    now[0] = 61.0
+    ev.warning("frame_rejected", instrument="scale-1", reason="bad checksum")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    assert lines[2].endswith("repeated=99")
+    assert safe_url("mqtts://gw-01:hunter2@broker:8883") == "mqtts://broker:8883"
