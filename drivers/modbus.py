@@ -528,7 +528,12 @@ class ModbusDriver(Driver):
                           f"({p.type}, {p.order}) does not match the device")
                 emit(Measurement(ts, self.config.name, math.nan, p.unit, Status.ERROR, b.channel, detail))
                 continue
-            emit(Measurement(ts, self.config.name, codec.physical(raw, p.scale, p.offset), p.unit, Status.OK, b.channel))
+            value = codec.physical(raw, p.scale, p.offset)
+            if not math.isfinite(value):
+                detail = f"{raw} x scale {p.scale:g} overflows: check scale and type of {p.function} {p.address}"
+                emit(Measurement(ts, self.config.name, math.nan, p.unit, Status.ERROR, b.channel, detail))
+                continue
+            emit(Measurement(ts, self.config.name, value, p.unit, Status.OK, b.channel))
 
     def _count(self, b: BoundPoint, raw: int, ts: int, emit: Callable[[Measurement], None]) -> None:
         counter = self.counters[b.channel]

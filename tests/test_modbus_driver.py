@@ -336,3 +336,28 @@ async def test_nothing_listening_is_reported_and_retried(modbus_sim):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_the_gateways_way_of_running_a_simulated_instrument():
+    """registry spec -> simulator -> endpoint merged into the configuration -> driver, as the service does."""
+    from drivers import registry
+    from edge.config import InstrumentConfig
+
+    spec = registry.get("modbus")
+    config = InstrumentConfig(name="counter-1", driver="modbus", simulate="counter", poll_interval=0.05, timeout=0.2)
+    options = registry.parse_options(spec, config)
+    sim = spec.simulator(config.simulate, options, SYSTEM_CLOCK)
+    await sim.start()
+    try:
+        config = config.model_copy(update=dict(sim.endpoint))
+        driver = spec.driver(config, options, SYSTEM_CLOCK)
+        seen: list[Measurement] = []
+        task = asyncio.create_task(driver.run(seen.append))
+        await _wait_until(lambda: sum(m.channel == "" for m in seen) >= 3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await sim.stop()
+    assert {"", "rate", "stopped", "count16", "temperature", "pressure", "speed", "running"} <= {m.channel for m in seen}
+    assert all(m.instrument == "counter-1" for m in seen)
