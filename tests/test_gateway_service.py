@@ -235,7 +235,7 @@ def test_measurements_of_unknown_channels_are_counted_not_published(tmp_path):
     clock = ManualClock()
     gw, _ = gateway(tmp_path, clock)
     feed(gw, clock, [21.5], instrument="counter-1", unit="degC", channel="temperature")
-    assert not [r for kind, obj, _ in spooled(gw) if kind == "readings"]
+    assert not [obj for kind, obj, _ in spooled(gw) if kind == "readings"]
     assert gw._unrouted == {("counter-1", "temperature"): 1}
     gw.close()
 
