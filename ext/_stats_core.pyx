@@ -43,6 +43,7 @@ cdef enum:
     B_REJECTED = 1 << 18
 
 cdef uint32_t POP3_GE2 = 0xE8
+cdef double CANCELLATION = 9.5367431640625e-07  # 2**-20
 cdef uint32_t POP5_GE4 = (1u << 15) | (1u << 23) | (1u << 27) | (1u << 29) | (1u << 30) | (1u << 31)
 
 BIT_VALUES = {
@@ -98,6 +99,7 @@ cdef struct State:
     double shift
     double mean_y
     double m2
+    double m2_peak
     double mr_sum
     double last_x
     double pmax
@@ -209,6 +211,12 @@ cdef inline uint32_t _push(State* s, double x, bint ok) noexcept nogil:
         s.mean_y = mo + d * s.inv_n
         s.m2 += d * ((y - s.mean_y) + (yo - mo))
     s.buf[p] = x
+    # Removing readings far from the rest (a level change leaving the window) makes M2 collapse by
+    # cancellation: recompute exactly as soon as it fell by 2^20 from its peak since the last recompute.
+    if s.m2 > s.m2_peak:
+        s.m2_peak = s.m2
+    elif s.m2 < s.m2_peak * CANCELLATION:
+        _exact_moments(s, s.n)
     if x > s.pmax:
         s.pmax = x
     if x < s.pmin:
@@ -233,10 +241,28 @@ cdef inline uint32_t _push(State* s, double x, bint ok) noexcept nogil:
     s.last_rules = bits
     return bits
 
+cdef void _exact_moments(State* s, Py_ssize_t count) noexcept nogil:
+    """Mean and M2 of buf[0..count-1] recomputed exactly, about a new shift (the current mean)."""
+    cdef Py_ssize_t j
+    cdef double* buf = s.buf
+    cdef double shift = s.shift + s.mean_y, t = 0.0, mean, s2 = 0.0, c = 0.0, d
+    for j in range(count):
+        t += buf[j] - shift
+    mean = t / <double> count
+    for j in range(count):
+        d = (buf[j] - shift) - mean
+        s2 += d * d
+        c += d
+    s.m2 = s2 - c * c / <double> count
+    s.mean_y = mean
+    s.shift = shift
+    s.m2_peak = s.m2
+
+
 cdef void _block_end(State* s) noexcept nogil:
     cdef Py_ssize_t j, N = s.N
     cdef double* buf = s.buf
-    cdef double mx = -INFINITY, mn = INFINITY, v, shift, t, mean, s2, c, d, mr
+    cdef double mx = -INFINITY, mn = INFINITY, v, mr
     for j in range(N - 1, -1, -1):
         v = buf[j]
         if v > mx:
@@ -247,20 +273,7 @@ cdef void _block_end(State* s) noexcept nogil:
         s.smin[j] = mn
     s.pmax = -INFINITY
     s.pmin = INFINITY
-    shift = s.shift + s.mean_y
-    t = 0.0
-    for j in range(N):
-        t += buf[j] - shift
-    mean = t / <double> N
-    s2 = 0.0
-    c = 0.0
-    for j in range(N):
-        d = (buf[j] - shift) - mean
-        s2 += d * d
-        c += d
-    s.m2 = s2 - c * c / <double> N
-    s.mean_y = mean
-    s.shift = shift
+    _exact_moments(s, N)
     mr = 0.0
     for j in range(1, N):
         mr += fabs(buf[j] - buf[j - 1])
@@ -458,7 +471,7 @@ cdef class Core:
         """Forget every reading: an empty window, counters at zero, limits as configured (or to learn)."""
         cdef Py_ssize_t j
         self.st.n = self.st.pos = self.st.n_total = self.st.n_rejected = self.st.n_below = self.st.n_above = 0
-        self.st.shift = self.st.mean_y = self.st.m2 = self.st.mr_sum = self.st.last_x = 0.0
+        self.st.shift = self.st.mean_y = self.st.m2 = self.st.m2_peak = self.st.mr_sum = self.st.last_x = 0.0
         self.st.pmax = -INFINITY
         self.st.pmin = INFINITY
         self.st.sg_fill = self.st.g_pos = self.st.g_n = 0
@@ -537,7 +550,7 @@ cdef class Core:
     def _get_scalars(self):
         return (
             self.st.n, self.st.pos, self.st.n_total, self.st.n_rejected, self.st.n_below, self.st.n_above,
-            self.st.shift, self.st.mean_y, self.st.m2, self.st.mr_sum, self.st.last_x,
+            self.st.shift, self.st.mean_y, self.st.m2, self.st.m2_peak, self.st.mr_sum, self.st.last_x,
             self.st.pmax, self.st.pmin,
             self.st.sg_fill, self.st.g_pos, self.st.g_n, self.st.xbar, self.st.r, self.st.s,
             self.st.r_sum, self.st.s_sum,
@@ -555,7 +568,7 @@ cdef class Core:
     def _set_scalars(self, values):
         (
             self.st.n, self.st.pos, self.st.n_total, self.st.n_rejected, self.st.n_below, self.st.n_above,
-            self.st.shift, self.st.mean_y, self.st.m2, self.st.mr_sum, self.st.last_x,
+            self.st.shift, self.st.mean_y, self.st.m2, self.st.m2_peak, self.st.mr_sum, self.st.last_x,
             self.st.pmax, self.st.pmin,
             self.st.sg_fill, self.st.g_pos, self.st.g_n, self.st.xbar, self.st.r, self.st.s,
             self.st.r_sum, self.st.s_sum,

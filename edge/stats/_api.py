@@ -25,7 +25,7 @@ STATE_FORMAT = "floorwatch.stats/1"
 # Every scalar of the core's state, in the order of _get_scalars()/_set_scalars(); "i" integer, "f" float.
 SCALARS: tuple[tuple[str, str], ...] = (
     ("n", "i"), ("pos", "i"), ("n_total", "i"), ("n_rejected", "i"), ("n_below", "i"), ("n_above", "i"),
-    ("shift", "f"), ("mean_y", "f"), ("m2", "f"), ("mr_sum", "f"), ("last_x", "f"),
+    ("shift", "f"), ("mean_y", "f"), ("m2", "f"), ("m2_peak", "f"), ("mr_sum", "f"), ("last_x", "f"),
     ("pmax", "f"), ("pmin", "f"),
     ("sg_fill", "i"), ("g_pos", "i"), ("g_n", "i"), ("xbar", "f"), ("r", "f"), ("s", "f"),
     ("r_sum", "f"), ("s_sum", "f"),

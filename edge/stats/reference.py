@@ -27,6 +27,7 @@ from edge.stats import rules as R
 from edge.stats._api import ARRAYS, SCALAR_NAMES, RollingStatsApi
 
 _INF = math.inf
+_CANCELLATION = 2.0**-20
 # (0xE8 >> b) & 1: at least 2 of the 3 bits of b are set. (_POP5_GE4 >> b) & 1: at least 4 of 5.
 _POP3_GE2 = 0xE8
 _POP5_GE4 = (1 << 15) | (1 << 23) | (1 << 27) | (1 << 29) | (1 << 30) | (1 << 31)
@@ -72,7 +73,7 @@ class RollingStats(RollingStatsApi):
         """Forget every reading: an empty window, counters at zero, limits as configured (or to learn)."""
         for name in SCALAR_NAMES:
             setattr(self, name, 0)
-        for name in ("shift", "mean_y", "m2", "mr_sum", "last_x", "xbar", "r", "s", "r_sum", "s_sum",
+        for name in ("shift", "mean_y", "m2", "m2_peak", "mr_sum", "last_x", "xbar", "r", "s", "r_sum", "s_sum",
                      "b_mean", "b_spread_sum", "b_last", "prev"):
             setattr(self, name, 0.0)
         self.pmax, self.pmin = -_INF, _INF
@@ -164,6 +165,12 @@ class RollingStats(RollingStatsApi):
             self.mean_y = mo + d * self.inv_n
             self.m2 += d * ((y - self.mean_y) + (yo - mo))
         self.buf[p] = x
+        # Removing readings far from the rest (a level change leaving the window) makes M2 collapse by
+        # cancellation: recompute exactly as soon as it fell by 2^20 from its peak since the last one.
+        if self.m2 > self.m2_peak:
+            self.m2_peak = self.m2
+        elif self.m2 < self.m2_peak * _CANCELLATION:
+            self._exact_moments(self.n)
         if x > self.pmax:
             self.pmax = x
         if x < self.pmin:
@@ -216,24 +223,30 @@ class RollingStats(RollingStatsApi):
             self.smax[j] = mx
             self.smin[j] = mn
         self.pmax, self.pmin = -_INF, _INF
-        shift = self.shift + self.mean_y
-        t = 0.0
-        for j in range(N):
-            t += buf[j] - shift
-        mean = t / N
-        s2 = 0.0
-        c = 0.0
-        for j in range(N):
-            d = (buf[j] - shift) - mean
-            s2 += d * d
-            c += d
-        self.m2 = s2 - c * c / N
-        self.mean_y = mean
-        self.shift = shift
+        self._exact_moments(N)
         mr = 0.0
         for j in range(1, N):
             mr += abs(buf[j] - buf[j - 1])
         self.mr_sum = mr
+
+    def _exact_moments(self, count: int) -> None:
+        """Mean and M2 of buf[0..count-1] recomputed exactly, about a new shift (the current mean)."""
+        buf = self.buf
+        shift = self.shift + self.mean_y
+        t = 0.0
+        for j in range(count):
+            t += buf[j] - shift
+        mean = t / count
+        s2 = 0.0
+        c = 0.0
+        for j in range(count):
+            d = (buf[j] - shift) - mean
+            s2 += d * d
+            c += d
+        self.m2 = s2 - c * c / count
+        self.mean_y = mean
+        self.shift = shift
+        self.m2_peak = self.m2
 
     def _subgroup_end(self) -> None:
         k = self.k
