@@ -79,6 +79,11 @@ class Spec:
         return (self.lsl is not None and value < self.lsl) or (self.usl is not None and value > self.usl)
 
 
+def _text(value: str) -> str:
+    """A string field without line breaks or other control characters (line protocol is line-based)."""
+    return "".join(" " if ord(ch) < 32 or ord(ch) == 127 else ch for ch in value)
+
+
 def _finite(point: Point, name: str, value: float | None) -> Point:
     # Undefined figures (NaN, None) are left out: InfluxDB has no NaN, and a missing field reads as null.
     if value is not None and math.isfinite(value):
@@ -94,9 +99,9 @@ def reading_point(origin: Origin, r: Reading, spec: Spec | None = None) -> Point
     _finite(p, "value", r.value)
     p.field("seq", r.seq).field("status", r.status.value)
     if r.part_id is not None:
-        p.field("part_id", r.part_id)
+        p.field("part_id", _text(r.part_id))
     if r.lot is not None:
-        p.field("lot", r.lot)
+        p.field("lot", _text(r.lot))
     if spec is not None:
         outside = spec.outside(r.value)
         if outside is not None:
@@ -134,7 +139,7 @@ def alert_point(origin: Origin, a: Alert) -> Point:
     """An alert raised or cleared; ``active`` is 1 while raised, 0 once cleared (for state timelines)."""
     p = origin.tags(Point(ALERT)).tag("subject", a.subject).tag("kind", a.kind).tag("severity", a.severity.value)
     p.field("seq", a.seq).field("state", a.state.value).field("active", 1 if a.state is AlertState.RAISED else 0)
-    p.field("message", a.message)
+    p.field("message", _text(a.message))
     for name in ("value", "limit", "lsl", "usl"):
         _finite(p, name, getattr(a, name))
     return p.time(a.ts_ns, WritePrecision.NS)
@@ -145,7 +150,7 @@ def event_point(origin: Origin, e: StatusEvent) -> Point:
     ``detail_backlog``, ``detail_count``); the whole detail is kept as JSON text in ``detail``.
     Instrument and gateway states online/offline also give ``online`` (1/0)."""
     p = origin.tags(Point(EVENT)).tag("subject", e.subject).tag("state", e.state)
-    p.field("seq", e.seq).field("message", e.message)
+    p.field("seq", e.seq).field("message", _text(e.message))
     if e.state in ("online", "offline"):
         p.field("online", 1 if e.state == "online" else 0)
     if e.detail:
@@ -161,7 +166,7 @@ def presence_point(origin: Origin, state: str, since_ns: int, version: str, rece
     last will carries the time its session began, which would otherwise overwrite the online point."""
     p = origin.tags(Point(PRESENCE))
     p.field("state", state).field("online", 1 if state == "online" else 0).field("since_ns", since_ns)
-    p.field("version", version)
+    p.field("version", _text(version))
     return p.time(received_ns, WritePrecision.NS)
 
 
@@ -171,7 +176,7 @@ def integrity_point(origin: Origin, kind: str, first_seq: int, last_seq: int, ts
     said it dropped them: an explained gap) or ``reset`` (the gateway's numbering started again)."""
     p = origin.tags(Point(INTEGRITY)).tag("kind", kind)
     p.field("first_seq", first_seq).field("last_seq", last_seq)
-    p.field("count", max(0, last_seq - first_seq + 1)).field("explained", explained).field("message", message)
+    p.field("count", max(0, last_seq - first_seq + 1)).field("explained", explained).field("message", _text(message))
     return p.time(ts_ns, WritePrecision.NS)
 
 
@@ -255,6 +260,8 @@ class InfluxWriter:
                     reason += f" (does bucket/database {self.target.bucket!r} exist?)"
             except (Urllib3Error, OSError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # unknown: treat as transient — retrying loses nothing, dropping would
+                reason = f"unexpected {type(exc).__name__}: {exc}"
             self.failures += 1
             log.error("InfluxDB write to %s failed (attempt %d): %s; retrying in %.1f s",
                       self.target.url, self.failures, reason, delay)

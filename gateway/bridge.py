@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -43,7 +44,7 @@ from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge import influx, topics
-from edge.config import ConfigError, load_config
+from edge.config import NAME_PATTERN, ConfigError, load_config
 from edge.influx import InfluxTarget, InfluxWriter, Origin, Spec, WriteAborted, WriteRejected
 from edge.model import Alert, PayloadError, Reading, StatsSnapshot, StatusEvent, decode, decode_batch
 
@@ -464,9 +465,13 @@ def parse_message(prefix: str, msg: Incoming) -> Parsed | None:
         raise Invalid(f"payload is not JSON: {exc}") from None
     try:
         if parts.kind == topics.READINGS:
-            return Parsed(origin, parts.kind, records=list(decode_batch(data)))
+            parsed = Parsed(origin, parts.kind, records=list(decode_batch(data)))
+            check_names(parsed)
+            return parsed
         if parts.kind == topics.STATUS:
-            return Parsed(origin, parts.kind, presence=_presence(data))
+            parsed = Parsed(origin, parts.kind, presence=_presence(data))
+            check_names(parsed)
+            return parsed
         record = decode(data)
     except PayloadError as exc:
         raise Invalid(str(exc)) from None
@@ -476,7 +481,35 @@ def parse_message(prefix: str, msg: Incoming) -> Parsed | None:
                       f"{ {StatsSnapshot: 'stats', Alert: 'alert', StatusEvent: 'status'}[expected]!r}")
     if isinstance(record, StatsSnapshot) and parts.subject != record.characteristic:
         raise Invalid(f"stats for {record.characteristic!r} on the topic of {parts.subject!r}")
-    return Parsed(origin, parts.kind, records=[record])
+    parsed = Parsed(origin, parts.kind, records=[record])
+    check_names(parsed)
+    return parsed
+
+
+_NAME = re.compile(NAME_PATTERN)
+_UNIT = re.compile(r"^[^\\\x00-\x1f\x7f]{0,32}$")
+
+
+def check_names(parsed: Parsed) -> None:
+    """Names become InfluxDB tags: they must be the names a gateway configuration allows (letters, digits,
+    '_', '.', '-'), so that a garbled payload can neither break the line protocol nor invent series."""
+    o = parsed.origin
+    names: list[tuple[str, str]] = [("site", o.site), ("line", o.line), ("gateway", o.gateway)]
+    for rec in parsed.records:
+        if isinstance(rec, Reading):
+            names += [("instrument", rec.instrument), ("characteristic", rec.characteristic)]
+            if not _UNIT.fullmatch(rec.unit):
+                raise Invalid(f"unit {rec.unit!r} of {rec.characteristic!r} has control characters or backslashes")
+        elif isinstance(rec, StatsSnapshot):
+            names.append(("characteristic", rec.characteristic))
+        elif isinstance(rec, Alert):
+            names += [("subject", rec.subject), ("kind", rec.kind)]
+        elif isinstance(rec, StatusEvent):
+            names += [("subject", rec.subject), ("state", rec.state)]
+    for what, name in names:
+        if not _NAME.fullmatch(name):
+            raise Invalid(f"{what} {name!r} is not a valid name: 1-64 letters, digits, '_', '.' or '-', "
+                          "starting with a letter or digit")
 
 
 def _presence(data: Any) -> dict[str, Any]:
@@ -642,7 +675,11 @@ class Bridge:
             except Invalid as exc:
                 dead.append((msg, str(exc)))
                 continue
-            per_message.append((msg, self._points(parsed, msg) if parsed is not None else []))
+            try:
+                per_message.append((msg, self._points(parsed, msg) if parsed is not None else []))
+            except Exception as exc:  # a bug must cost one message (dead-lettered), not stall the bridge
+                log.exception("cannot turn the message from %s into points", msg.topic)
+                dead.append((msg, f"bridge error: {type(exc).__name__}: {exc}"))
         integrity = influx.to_lines(self.tracker.due())
         lines = [line for _, ls in per_message for line in ls] + integrity
         try:

@@ -237,3 +237,20 @@ def test_gaps_are_reported_and_spool_drops_explained(mosquitto, victoria, publis
     saved = json.loads(state.read_text())["dongguan-2/line-3/gw-01"]
     assert saved["high"] == 30
     assert [m[:2] for m in saved["missing"]] == [[16, 16], [18, 20]]
+
+
+@pytest.mark.parametrize(("topic", "reading", "reason"), [
+    ("floorwatch/v1/dong guan/line-3/gw-01/readings", {}, "site 'dong guan' is not a valid name"),
+    (TOPICS.readings, {"instrument": "cal\\"}, "instrument 'cal\\\\' is not a valid name"),
+    (TOPICS.readings, {"characteristic": "bore\nx"}, "characteristic 'bore\\nx' is not a valid name"),
+    (TOPICS.readings, {"unit": "mm\\"}, "unit 'mm\\\\' of 'bore_diameter' has control characters"),
+])
+def test_names_that_would_break_the_line_protocol_are_invalid(topic, reading, reason):
+    from gateway.bridge import Incoming, Invalid, parse_message
+
+    r = Reading(**{"ts_ns": T0, "seq": 1, "instrument": "caliper-1", "characteristic": "bore_diameter",
+                   "value": 12.0, "unit": "mm", **reading})
+    msg = Incoming(1, 1, topic, json.dumps(encode_batch([r])).encode(), False, 0, 0)
+    with pytest.raises(Invalid) as err:
+        parse_message("floorwatch/v1", msg)
+    assert reason in str(err.value)

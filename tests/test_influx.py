@@ -100,3 +100,9 @@ def test_writer_gives_up_only_when_told_to_stop(victoria):
         writer.write(["reading value=1 1"], stop)
     assert writer.failures >= 2
     writer.close()
+
+
+def test_text_fields_never_break_the_line():
+    a = Alert(T, 3, "bore_diameter", "out_of_spec", AlertState.RAISED, Severity.CRITICAL, message="line 1\nline 2\r")
+    line = influx.alert_point(ORIGIN, a).to_line_protocol()
+    assert "\n" not in line and 'message="line 1 line 2 "' in line
