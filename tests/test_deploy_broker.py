@@ -343,9 +343,11 @@ def test_bridge_reads_every_gateway_also_through_a_shared_subscription(deploymen
         sent.append((t, t.encode()))
     assert sorted(plain.wait_messages(3)) == sorted(sent)
     assert sorted(shared.wait_messages(3)) == sorted(sent)
-    # the bridge writes nothing, not even where the gateway pattern would open a subtree to it
+    # the bridge writes no gateway data, not even where the gateway pattern would open a subtree to it;
+    # only dead letters (payloads it could not store), outside the gateways' tree
     for t in ("floorwatch/v1/bridge/line/gw/readings", topic(GW1, "readings"), "bridge/status"):
         assert plain.publish(t, b"from-bridge") == NOT_AUTHORISED, t
+    assert plain.publish("floorwatch/deadletter/floorwatch/v1/a/b/c/readings", b"bad") in (0, 16)
 
 
 def test_buyer_reads_dashboard_topics_but_its_publishes_go_nowhere(deployment, clients):
@@ -406,7 +408,9 @@ def test_every_non_gateway_account_denies_itself_the_gateway_pattern_subtree():
     assert set(sections) == {"bridge", "buyer"}
     for user, lines in sections.items():
         assert f"topic deny floorwatch/v1/{user}/#" in lines, user
-        assert not [x for x in lines if re.match(r"topic (write|readwrite) ", x)], f"{user} may write"
+        writes = [x.split()[-1] for x in lines if re.match(r"topic (write|readwrite) ", x)]
+        # only the bridge writes, and only dead letters, outside the gateways' tree
+        assert writes == (["floorwatch/deadletter/#"] if user == "bridge" else []), (user, writes)
 
 
 def test_gen_certs_rerun_keeps_the_ca_and_issues_verifiable_certificates(tmp_path):
@@ -426,6 +430,7 @@ def test_gen_certs_rerun_keeps_the_ca_and_issues_verifiable_certificates(tmp_pat
     text = subprocess.run([openssl, "x509", "-in", str(tmp_path / "server.crt"), "-noout", "-text"],
                           capture_output=True, text=True, check=True).stdout
     assert "DNS:mqtt.example.com" in text and "IP Address:203.0.113.7" in text and "TLS Web Server" in text
+    assert "DNS:mosquitto" in text  # the name the bridge connects to inside compose.yaml
     assert oct((tmp_path / "ca.key").stat().st_mode & 0o777) == "0o600"
     bad = subprocess.run(script + ["--san", "mqtt.example.com"], capture_output=True, text=True, timeout=30)
     assert bad.returncode != 0 and "must start with DNS: or IP:" in bad.stderr

@@ -119,8 +119,10 @@ if [ -n "$SERVER" ]; then
     if [ -e "$OUT/server.crt" ] && [ "$FORCE_SERVER" = 0 ]; then
         echo "gen-certs: keeping the existing $OUT/server.crt (--force-server to issue it again)"
     else
-        # localhost is always included so that a health check on the broker's own host verifies.
-        sign server "$SERVER" serverAuth "DNS:$SERVER,DNS:localhost,IP:127.0.0.1$SANS" "$OUT/server.key" "$OUT/server.crt"
+        # Always included: "mosquitto", the name the bridge uses inside compose.yaml's network, and
+        # localhost, so that a check on the broker's own host verifies.
+        sign server "$SERVER" serverAuth "DNS:$SERVER,DNS:mosquitto,DNS:localhost,IP:127.0.0.1$SANS" \
+            "$OUT/server.key" "$OUT/server.crt"
         echo "gen-certs: server certificate $OUT/server.crt for $SERVER$SANS"
     fi
 fi
