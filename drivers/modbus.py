@@ -31,9 +31,11 @@ Value error, address 40001 looks like a register number (4xxxx), not a PDU addre
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import os
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -304,6 +306,35 @@ class UnitStatus:
         }
 
 
+def check_serial_port(port: str, *, baudrate: int, bytesize: int, parity: str, stopbits: int) -> None:
+    """Open and close ``port`` with these settings, so that a refusal is a clear OSError (pymodbus would
+    otherwise leave a half-open, exclusively locked port behind)."""
+    import serial
+
+    settings = f"{baudrate} {bytesize}{parity}{stopbits}"
+    try:
+        with serial.Serial(port, baudrate=baudrate, bytesize=bytesize, parity=parity, stopbits=stopbits,
+                           timeout=0, exclusive=True):
+            pass
+    except (termios.error, ValueError) as exc:
+        raise OSError(f"serial port {port} refused {settings} ({exc}); check [instruments.serial] against "
+                      "what the adapter supports") from None
+    except serial.SerialException as exc:
+        raise OSError(f"cannot open serial port {port}: {exc} (in use by another program? the user needs "
+                      "the 'dialout' group)") from None
+
+
+async def connect_client(client: Any, where: str) -> bool:
+    """``client.connect()``, with pyserial's refusals (which pymodbus lets through) as a clear OSError."""
+    try:
+        return bool(await client.connect())
+    except (termios.error, ValueError) as exc:
+        client.close()
+        gc.collect()  # a port pymodbus opened half-way is released only when its object is collected
+        raise OSError(f"{where}: the port refused these serial settings ({exc}); check the baud rate, parity, "
+                      "data bits and stop bits against what the adapter and device support") from None
+
+
 class RS485Error(OSError):
     """The serial port refused the kernel's RS-485 mode."""
 
@@ -403,8 +434,10 @@ class ModbusDriver(Driver):
             )
             hint = (f"cannot open serial port {c.port}: it is missing, in use by another program, "
                     "or this user lacks permission (add it to the 'dialout' group)")
+        if not c.host:
+            check_serial_port(str(c.port), **self._serial_settings())
         self.client = client
-        if not await client.connect():
+        if not await connect_client(client, self.where):
             self.close()
             raise ConnectionException(hint)
         # A unit that never answers must not make pymodbus drop a link the other units still use.

@@ -19,7 +19,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
 from drivers import modbus_codec as codec
-from drivers.modbus import EXCEPTION_TEXT
+from drivers.modbus import EXCEPTION_TEXT, check_serial_port, connect_client
 
 SAMPLE = 10  # registers read per table
 
@@ -88,75 +88,151 @@ async def _read_table(client: Any, method: str, unit: int) -> tuple[bool, Any]:
     return answered, last
 
 
+# Serial settings tried, in this order, when the caller does not know them: the Modbus default first.
+COMMON_SETTINGS: tuple[tuple[int, str], ...] = ((9600, "E"), (9600, "N"), (19200, "E"), (19200, "N"))
+QUICK_UNITS = 10  # unit ids tried per setting while looking for the port settings
+
+
+async def _scan(client: Any, label: str, units: list[int], out: Callable[[str], Any],
+                settings: str | None) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for n, unit in enumerate(units, 1):
+        answered_h, holding = await _read_table(client, "read_holding_registers", unit)
+        # A unit that ignored the first request is absent: do not spend a second timeout on it.
+        answered_i, inputs = (await _read_table(client, "read_input_registers", unit) if answered_h
+                              else (False, None))
+        if answered_h or answered_i:
+            entry: dict[str, Any] = {
+                "unit_id": unit,
+                "holding": readings(holding) if isinstance(holding, list) else holding,
+                "input": readings(inputs) if isinstance(inputs, list) else inputs,
+            }
+            if settings:
+                entry["settings"] = settings
+            found.append(entry)
+            out(f"unit {unit}: answers")
+            for table in ("holding", "input"):
+                value = entry[table]
+                text = f"registers 0..: {value['hex']}" if isinstance(value, dict) else (value or "no reply")
+                out(f"  {table}: {text}")
+        if n % 10 == 0 or n == len(units):
+            out(f"scanned {n}/{len(units)} unit ids, {len(found)} answering")
+        if not client.connected:
+            raise ConnectionException(f"{label}: connection lost during the scan")
+    return found
+
+
+async def _open(client: Any, label: str) -> None:
+    if not await connect_client(client, label):
+        client.close()
+        raise ConnectionException(f"cannot connect to {label}: check the address, cable and power")
+    client.set_max_no_responses(1_000_000)
+
+
 async def probe(
     target: str,
     *,
     unit_ids: Iterable[int] = range(1, 248),
     timeout: float = 0.3,
     out: Callable[[str], Any] = print,
-    baudrate: int = 9600,
-    parity: str = "E",
+    baudrate: int | None = None,
+    parity: str | None = None,
     bytesize: int = 8,
     stopbits: int = 1,
 ) -> list[dict[str, Any]]:
     """Scan ``unit_ids`` on ``target``; print progress through ``out``; return one dict per answering unit:
-    ``{"unit_id", "holding": {...} | "exception …", "input": {...} | "exception …"}``.
+    ``{"unit_id", "holding": {...} | "exception …", "input": {...} | "exception …"}`` (RTU adds
+    ``"settings": "9600 8E1"``).
 
-    Serial settings apply to an RTU port (Modbus default 9600 8E1; many devices ship 8N1).
+    On an RTU port without ``baudrate``/``parity``, the common settings (9600 and 19200 baud, even and no
+    parity) are tried on the first unit ids; the first setting that gets an answer is used for the scan.
     """
     where = parse_target(target)
     units = [u for u in unit_ids]
+    if not units:
+        raise ValueError("no unit ids to scan")
     bad = [u for u in units if not 0 <= u <= 247]
     if bad:
         raise ValueError(f"unit ids must be 0-247, got {bad[:5]}")
     if logging.getLogger("pymodbus").level == logging.NOTSET:
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    span = f"unit ids {units[0]}..{units[-1]} ({len(units)}), {timeout:g} s each"
     if "host" in where:
         label = f"Modbus TCP {where['host']}:{where['tcp_port']}"
         client: Any = AsyncModbusTcpClient(where["host"], port=where["tcp_port"], timeout=timeout, retries=0,
                                            reconnect_delay=0)
-    else:
-        label = f"Modbus RTU {where['port']} {baudrate} {bytesize}{parity}{stopbits}"
-        if not os.path.exists(where["port"]):
-            raise ConnectionException(f"serial port {where['port']} does not exist (adapter plugged in?)")
-        client = AsyncModbusSerialClient(where["port"], framer=FramerType.RTU, baudrate=baudrate, bytesize=bytesize,
-                                         parity=parity, stopbits=stopbits, timeout=timeout, retries=0,
-                                         reconnect_delay=0)
-    out(f"probing {label}: unit ids {units[0]}..{units[-1]} ({len(units)}), {timeout:g} s each")
-    if not await client.connect():
-        client.close()
-        raise ConnectionException(f"cannot connect to {label}: check the address, cable and power")
-    client.set_max_no_responses(1_000_000)
-    found: list[dict[str, Any]] = []
+        out(f"probing {label}: {span}")
+        await _open(client, label)
+        try:
+            found = await _scan(client, label, units, out, None)
+        finally:
+            client.close()
+        if not found:
+            out("no unit answered: check the unit ids, and that this host speaks Modbus TCP on this port")
+        elif len(found) == len(units) > 1:
+            out("every unit id answered: this is probably a single Modbus TCP device that ignores the unit id")
+        return found
+
+    port = where["port"]
+    if not os.path.exists(port):
+        raise ConnectionException(f"serial port {port} does not exist (adapter plugged in? "
+                                  "see ls /dev/serial/by-id/)")
+    known = baudrate is not None and parity is not None
+    candidates = [(baudrate or 9600, parity or "E")] if known else [
+        (b, p) for b, p in COMMON_SETTINGS if (baudrate is None or b == baudrate) and (parity is None or p == parity)
+    ] or [(baudrate or 9600, parity or "E")]
+
+    def serial_client(b: int, p: str) -> Any:
+        return AsyncModbusSerialClient(port, framer=FramerType.RTU, baudrate=b, bytesize=bytesize, parity=p,
+                                       stopbits=stopbits, timeout=timeout, retries=0, reconnect_delay=0)
+
+    chosen = candidates[0]
+    if len(candidates) > 1:
+        quick = units[:QUICK_UNITS]
+        out(f"looking for the port settings of {port} on unit ids {quick[0]}..{quick[-1]}")
+        for b, p in candidates:
+            settings = f"{b} {bytesize}{p}{stopbits}"
+            out(f"trying {settings}")
+            client = serial_client(b, p)
+            try:
+                check_serial_port(port, baudrate=b, bytesize=bytesize, parity=p, stopbits=stopbits)
+                await _open(client, f"Modbus RTU {port} {settings}")
+            except (OSError, ConnectionException) as exc:
+                out(f"  {exc}".replace("Modbus Error: [Connection] ", ""))
+                continue
+            try:
+                answered = await _first_answer(client, quick)
+            finally:
+                client.close()
+            if answered is not None:
+                out(f"unit {answered} answers at {settings}")
+                chosen = (b, p)
+                break
+        else:
+            out(f"no unit among ids {quick[0]}..{quick[-1]} answered at any common setting; give the baud rate "
+                "and parity to scan every id, and check wiring (A/B swapped?), termination and GND")
+            return []
+    settings = f"{chosen[0]} {bytesize}{chosen[1]}{stopbits}"
+    label = f"Modbus RTU {port} {settings}"
+    out(f"probing {label}: {span}")
+    check_serial_port(port, baudrate=chosen[0], bytesize=bytesize, parity=chosen[1], stopbits=stopbits)
+    client = serial_client(*chosen)
+    await _open(client, label)
     try:
-        for n, unit in enumerate(units, 1):
-            answered_h, holding = await _read_table(client, "read_holding_registers", unit)
-            # A unit that ignored the first request is absent: do not spend a second timeout on it.
-            answered_i, inputs = (await _read_table(client, "read_input_registers", unit) if answered_h
-                                  else (False, None))
-            if answered_h or answered_i:
-                entry = {
-                    "unit_id": unit,
-                    "holding": readings(holding) if isinstance(holding, list) else holding,
-                    "input": readings(inputs) if isinstance(inputs, list) else inputs,
-                }
-                found.append(entry)
-                out(f"unit {unit}: answers")
-                for table in ("holding", "input"):
-                    value = entry[table]
-                    text = f"registers 0..: {value['hex']}" if isinstance(value, dict) else (value or "no reply")
-                    out(f"  {table}: {text}")
-            if n % 10 == 0 or n == len(units):
-                out(f"scanned {n}/{len(units)} unit ids, {len(found)} answering")
-            if not client.connected:
-                raise ConnectionException(f"{label}: connection lost during the scan")
+        found = await _scan(client, label, units, out, settings)
     finally:
         client.close()
     if not found:
         out("no unit answered: check wiring (A/B swapped?), termination, baud rate and parity, and unit ids")
-    elif "host" in where and len(found) == len(units) and len(units) > 1:
-        out("every unit id answered: this is probably a single Modbus TCP device that ignores the unit id")
     return found
+
+
+async def _first_answer(client: Any, units: list[int]) -> int | None:
+    for unit in units:
+        answered, _ = await _read_table(client, "read_holding_registers", unit)
+        if answered:
+            return unit
+    return None
 
 
 async def _main(target: str) -> int:  # pragma: no cover - manual use: python -m drivers.modbus_probe HOST

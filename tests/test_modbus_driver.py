@@ -323,6 +323,23 @@ async def test_rs485_mode_refused_by_the_port_is_a_clear_error(modbus_rtu_server
     assert not driver.connected
 
 
+async def test_serial_settings_the_port_refuses_are_a_clear_error(modbus_rtu_server):
+    # A pty cannot do even parity: the kind of refusal a USB adapter gives for settings it lacks.
+    config = instrument_for(modbus_rtu_server, serial={"parity": "E"})
+    driver = ModbusDriver(config, ModbusOptions(points=list(DEFAULT_POINTS)), modbus_rtu_server.clock)
+    with pytest.raises(OSError, match=r"refused .*(9600 8E1|serial settings)"):
+        await driver.connect()
+    assert not driver.connected
+    # and the port is left free for the next attempt at the right settings
+    good = ModbusDriver(instrument_for(modbus_rtu_server), ModbusOptions(points=list(DEFAULT_POINTS)),
+                        modbus_rtu_server.clock)
+    await good.connect()
+    got: list[Measurement] = []
+    await good.poll(got.append)
+    good.close()
+    assert got
+
+
 async def test_nothing_listening_is_reported_and_retried(modbus_sim):
     sim = await modbus_sim("counter", None, SYSTEM_CLOCK)
     await sim.stop()

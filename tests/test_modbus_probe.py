@@ -25,12 +25,33 @@ async def test_tcp_scan_finds_the_live_units_and_skips_the_dead_one(modbus_sim):
     assert lines[-1] == "scanned 3/3 unit ids, 2 answering"
 
 
-async def test_rtu_scan_over_a_pty(modbus_sim):
+async def test_rtu_scan_over_a_pty_at_given_settings(modbus_sim):
     sim = await modbus_sim("counter", transport="rtu")
     lines: list[str] = []
-    found = await probe(sim.endpoint["port"], unit_ids=[1], timeout=0.2, out=lines.append, parity="N")
-    assert [u["unit_id"] for u in found] == [1]
-    assert "9600 8N1" in lines[0]
+    found = await probe(sim.endpoint["port"], unit_ids=[1], timeout=0.2, out=lines.append, baudrate=9600, parity="N")
+    assert [(u["unit_id"], u["settings"]) for u in found] == [(1, "9600 8N1")]
+    assert lines[0].startswith("probing Modbus RTU") and "9600 8N1" in lines[0]
+    assert not any(line.startswith("trying") for line in lines)
+
+
+async def test_rtu_scan_looks_for_the_port_settings_first(modbus_sim):
+    # A pty ignores baud rate and parity, so the first candidate answers; the search itself is what is tested.
+    sim = await modbus_sim("counter", transport="rtu")
+    lines: list[str] = []
+    found = await probe(sim.endpoint["port"], unit_ids=[1, 2], timeout=0.2, out=lines.append, parity="N")
+    assert lines[:3] == [f"looking for the port settings of {sim.endpoint['port']} on unit ids 1..2",
+                         "trying 9600 8N1", "unit 1 answers at 9600 8N1"]
+    assert [u["unit_id"] for u in found] == [1, 2] and found[0]["settings"] == "9600 8N1"
+
+
+async def test_rtu_settings_search_without_any_answer_says_what_to_check(modbus_sim):
+    sim = await modbus_sim("dead_unit", transport="rtu")
+    lines: list[str] = []
+    found = await probe(sim.endpoint["port"], unit_ids=[2], timeout=0.05, out=lines.append)
+    assert found == []
+    assert [line for line in lines if line.startswith("trying")] == [
+        "trying 9600 8E1", "trying 9600 8N1", "trying 19200 8E1", "trying 19200 8N1"]
+    assert "give the baud rate and parity to scan every id" in lines[-1]
 
 
 async def test_tcp_device_answering_every_unit_id_is_explained(modbus_sim):
@@ -63,6 +84,8 @@ async def test_missing_serial_port_is_a_clear_error(tmp_path):
 async def test_bad_unit_ids_are_refused():
     with pytest.raises(ValueError, match="unit ids must be 0-247"):
         await probe("127.0.0.1", unit_ids=[1, 300], out=lambda s: None)
+    with pytest.raises(ValueError, match="no unit ids to scan"):
+        await probe("127.0.0.1", unit_ids=[], out=lambda s: None)
 
 
 @pytest.mark.parametrize("target", ["", "plc:0", "plc:http", "[fd00::1]:70000"])
