@@ -49,7 +49,8 @@ class AanddOptions(ScaleOptions):
 
 
 UNIT = rb"[A-Za-z%][A-Za-z0-9%/]{0,3}"
-_VALUE = re.compile(rb"(ST|US|QT)[ ]*,[ ]*([+-]?)[ ]*(" + NUMBER + rb")[ ]*(" + UNIT + rb")?[ ]*")
+# the unit is part of the documented 17-byte line: a line without one was cut short
+_VALUE = re.compile(rb"(ST|US|QT)[ ]*,[ ]*([+-]?)[ ]*(" + NUMBER + rb")[ ]*(" + UNIT + rb")[ ]*")
 _OL = re.compile(rb"OL[ ]*,[ ]*([+-]?)[ ]*[0-9.E+\-]*[ ]*(" + UNIT + rb")?[ ]*")
 _EC = re.compile(rb"EC[ ]*,[ ]*E(\d\d)[ ]*")
 _ERRORS = {
@@ -84,7 +85,7 @@ def parser(options: AanddOptions | None) -> Parser:
             value = float(m[3])
             if m[2] == b"-":
                 value = -value
-            unit = m[4].decode() if m[4] else ""
+            unit = m[4].decode()
             return Decoded(value, _UNITS.get(unit, unit), _STATUS[m[1]])
         m = _OL.fullmatch(body)
         if m is not None:

@@ -17,8 +17,10 @@ frame.
 [b'S S   2.0 g\\r\\n']
 >>> Framer(b"\\x03", start=b"\\x02").feed(b"xx\\x02+0012342A5\\x03")
 [b'xx', b'\\x02+0012342A5\\x03']
->>> Framer(b"\\r", max_len=4).feed(b"abcdefghij\\r")
-[b'abcd', b'efgh', b'ij\\r']
+>>> Framer(b"\\r", max_len=4).feed(b"abcdefghij\\rok\\r")
+[b'abcd', b'efgh', b'ij', b'ok\\r']
+
+A frame is good only if it ends with the terminator; everything else the framer hands out is junk.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 class Framer:
     """Stateful splitter: ``feed(chunk)`` returns the complete frames the chunk finished."""
 
-    __slots__ = ("terminator", "start", "max_len", "_buf")
+    __slots__ = ("terminator", "start", "max_len", "_buf", "_overrun")
 
     def __init__(self, terminator: bytes, *, start: bytes | None = None, max_len: int = 256) -> None:
         if not terminator:
@@ -38,6 +40,7 @@ class Framer:
         self.start = start
         self.max_len = max_len
         self._buf = bytearray()
+        self._overrun = False
 
     def feed(self, data: bytes) -> list[bytes]:
         buf = self._buf
@@ -57,9 +60,17 @@ class Framer:
                 if len(buf) - pos >= max_len and (end < 0 or end + tlen - pos > max_len):
                     out.append(bytes(buf[pos : pos + max_len]))
                     pos += max_len
+                    self._overrun = True
                     continue
                 break
-            out.append(bytes(buf[pos : end + tlen]))
+            if self._overrun:
+                # the rest of an over-long run: junk too, handed out without its terminator so that it is
+                # never mistaken for a frame (digits at the end of noise must not become a number)
+                self._overrun = False
+                if end > pos:
+                    out.append(bytes(buf[pos:end]))
+            else:
+                out.append(bytes(buf[pos : end + tlen]))
             pos = end + tlen
         if pos:
             del buf[:pos]
@@ -71,6 +82,7 @@ class Framer:
 
     def clear(self) -> None:
         self._buf.clear()
+        self._overrun = False
 
 
 def unescape(text: str) -> bytes:

@@ -50,7 +50,7 @@ class SartoriusOptions(ScaleOptions):
 
 ID = rb"(?:([A-Za-z][A-Za-z0-9#.]{0,5})[ ]+)?"
 _VALUE = re.compile(rb"[ ]*" + ID + rb"([+-]?)[ ]*(" + NUMBER + rb")[ ]*([A-Za-z%][A-Za-z0-9%/]{0,4})?[ ]*")
-_SPECIAL = re.compile(rb"[ ]*" + ID + rb"[+\- ]*(High|Low|H|L|Err[ ]*(\d{1,4}))[ ]*")
+_SPECIAL = re.compile(rb"[ ]*" + ID + rb"[+\- ]*(High|Low|Err[ ]*(\d{1,4}))[ ]*")
 _STAT = re.compile(rb"[ ]*Stat\b.*")
 _TARE_IDS = {b"T", b"PT", b"T1", b"T2", b"PT1", b"PT2"}
 
@@ -77,12 +77,14 @@ def parser(options: SartoriusOptions | None) -> Parser:
         m = match_special(body)
         if m is not None:
             word = m[2]
-            if word in (b"High", b"H"):
+            if word == b"High":
                 return error_value("High: overload (above the weighing range)", Status.OVERLOAD)
-            if word in (b"Low", b"L"):
+            if word == b"Low":
                 return error_value("Low: underload (below the zero range; is the pan on?)", Status.UNDERLOAD)
             code = m[3].decode()
             return error_value(f"Err {code}: the balance reports error {code} (see its manual)")
+        if _STAT.fullmatch(body):
+            return Ignored(f"status line {body.decode('ascii', 'replace').strip()}")
         m = match_value(body)
         if m is not None:
             ident = m[1] or b""
@@ -94,8 +96,6 @@ def parser(options: SartoriusOptions | None) -> Parser:
             if m[4]:
                 return Decoded(value, m[4].decode(), Status.OK, "", ident.decode())
             return Decoded(value, "", Status.UNSTABLE, "", ident.decode())
-        if _STAT.fullmatch(body):
-            return Ignored(f"status line {body.decode('ascii', 'replace').strip()}")
         if not body:
             return Ignored("empty line")
         return Rejected(f"not a Sartorius print line (expected e.g. '+   123.56 g  '): {frame[:40]!r}")

@@ -265,6 +265,7 @@ class SerialDriver(Driver):
         self.rs485 = rs485_settings(config.serial)
         self.stage: Callable[[Decoded], Decoded | None] | None = None
         self.link: SerialLink | None = None
+        self._terminator = self.framer().terminator
         self.health.extra["port"] = config.port
         self.health.extra["settings"] = describe_settings(self.settings) + (" RS-485" if self.rs485 else "")
         hint = stable_name(config.port)
@@ -352,8 +353,12 @@ class SerialDriver(Driver):
         """Decode and count frames; emit the values (after ``stage``). Returns the parse results."""
         results = []
         health, parse, stage = self.health, self.parse, self.stage
+        term = self._terminator
         for frame in frames:
-            result = parse(frame)
+            # the framer hands out junk in front of a start byte and over-long runs without a terminator:
+            # those are never parsed, whatever digits they contain
+            result = parse(frame) if frame.endswith(term) else Rejected(
+                f"no frame end within {len(frame)} bytes (wrong baud rate, parity, or noise on the line)")
             health.count(frame, result)
             results.append(result)
             if isinstance(result, Decoded):

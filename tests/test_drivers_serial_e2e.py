@@ -173,3 +173,19 @@ async def test_check_weigher_mode_emits_every_stable_reading():
     # the simulator holds each part stable for three readings: they all come through
     values = got.values
     assert any(values[i] == values[i + 1] == values[i + 2] for i in range(len(values) - 2))
+
+
+async def test_a_long_run_without_frame_end_is_rejected_not_read_as_digits(pty_pair):
+    master, path = pty_pair
+    import os
+
+    driver = registry.get("sylvac").driver(instrument("ind-1", "sylvac", path),
+                                           registry.get("sylvac").options.model_validate({"mode": "continuous"}),
+                                           SYSTEM_CLOCK)
+    got = Collector()
+    async with running(driver, got):
+        await wait_until(lambda: driver.health.connected, 3, "connection")
+        os.write(master, b"1" * 600 + b"\r+001.500\r")  # a wrong baud rate can look like this
+        await wait_until(lambda: len(got.items) >= 1 and driver.health.frames_rejected >= 2, 3, "the good frame")
+    assert got.values == [1.5]
+    assert "no frame end" in driver.health.last_reject_reason

@@ -127,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = dict(parse_option(o) for o in args.option)
         parse, spec = make_parser(args.driver, options)
+        tail = b""
         if args.frames:
             frames = frames_from_args(args.frames, args.hex)
         else:
@@ -136,14 +137,21 @@ def run(args: argparse.Namespace) -> int:
             start = getattr(spec.driver, "start", None)
             framer = Framer(spec.terminator, start=start, max_len=4096)
             frames = framer.feed(sys.stdin.buffer.read())
-            if framer.pending():
-                frames.append(framer.pending())
+            tail = framer.pending()
     except UsageError as exc:
         print(f"floorwatch decode: {exc}", file=sys.stderr)
         return 2
     rejected = 0
     for frame in frames:
-        result = parse(frame)
+        if not args.frames and not frame.endswith(spec.terminator):
+            # what the running driver does too: only whole frames are parsed
+            result: Any = Rejected("bytes without a frame end (line noise, or the capture began mid-frame)")
+        else:
+            result = parse(frame)
         rejected += isinstance(result, Rejected)
         print(json.dumps(result_dict(frame, result), ensure_ascii=True))
+    if not args.frames and tail:
+        rejected += 1
+        print(json.dumps(result_dict(tail, Rejected("incomplete frame: the input ends before the frame end"))))
     return 1 if rejected else 0
+

@@ -123,6 +123,9 @@ def evaluate(spec: DriverSpec, parse: Parser, data: bytes, match: Match) -> None
     if framer.pending().strip(b"\r\n\x00"):
         frames.append(framer.pending())
     for frame in frames:
+        if not frame.endswith(spec.terminator):
+            match.rejected += 1  # junk or a cut-off frame: never parsed, as in the running driver
+            continue
         result = parse(frame)
         if isinstance(result, Decoded):
             match.decoded += 1
