@@ -24,6 +24,10 @@ from drivers.modbus import EXCEPTION_TEXT, check_serial_port, connect_client
 SAMPLE = 10  # registers read per table
 
 
+class ProbeError(ConnectionError):
+    """The target cannot be reached or opened; the message says what to check."""
+
+
 def parse_target(target: str) -> dict[str, Any]:
     """``host``, ``host:port``, ``[v6]:port`` or a serial device path.
 
@@ -76,8 +80,8 @@ async def _read_table(client: Any, method: str, unit: int) -> tuple[bool, Any]:
     for count in (SAMPLE, 1):
         try:
             response = await getattr(client, method)(0, count=count, device_id=unit)
-        except ConnectionException:
-            raise
+        except ConnectionException as exc:
+            raise ProbeError(f"connection lost during the scan: {exc}".replace("Modbus Error: [Connection] ", "")) from None
         except ModbusException:
             return answered, last
         answered = True
@@ -118,14 +122,14 @@ async def _scan(client: Any, label: str, units: list[int], out: Callable[[str], 
         if n % 10 == 0 or n == len(units):
             out(f"scanned {n}/{len(units)} unit ids, {len(found)} answering")
         if not client.connected:
-            raise ConnectionException(f"{label}: connection lost during the scan")
+            raise ProbeError(f"{label}: connection lost during the scan")
     return found
 
 
 async def _open(client: Any, label: str) -> None:
     if not await connect_client(client, label):
         client.close()
-        raise ConnectionException(f"cannot connect to {label}: check the address, cable and power")
+        raise ProbeError(f"cannot connect to {label}: check the address, cable and power")
     client.set_max_no_responses(1_000_000)
 
 
@@ -146,6 +150,7 @@ async def probe(
 
     On an RTU port without ``baudrate``/``parity``, the common settings (9600 and 19200 baud, even and no
     parity) are tried on the first unit ids; the first setting that gets an answer is used for the scan.
+    Raises :class:`ProbeError` (an OSError) when the target cannot be reached, ValueError for bad input.
     """
     where = parse_target(target)
     units = [u for u in unit_ids]
@@ -175,7 +180,7 @@ async def probe(
 
     port = where["port"]
     if not os.path.exists(port):
-        raise ConnectionException(f"serial port {port} does not exist (adapter plugged in? "
+        raise ProbeError(f"serial port {port} does not exist (adapter plugged in? "
                                   "see ls /dev/serial/by-id/)")
     known = baudrate is not None and parity is not None
     candidates = [(baudrate or 9600, parity or "E")] if known else [
@@ -197,8 +202,8 @@ async def probe(
             try:
                 check_serial_port(port, baudrate=b, bytesize=bytesize, parity=p, stopbits=stopbits)
                 await _open(client, f"Modbus RTU {port} {settings}")
-            except (OSError, ConnectionException) as exc:
-                out(f"  {exc}".replace("Modbus Error: [Connection] ", ""))
+            except OSError as exc:
+                out(f"  {exc}")
                 continue
             try:
                 answered = await _first_answer(client, quick)

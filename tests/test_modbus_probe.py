@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from pymodbus.exceptions import ConnectionException
 
-from drivers.modbus_probe import parse_target, probe
+from drivers.modbus_probe import ProbeError, parse_target, probe
 from harness._util import free_port
 
 pytestmark = pytest.mark.service
@@ -72,12 +71,12 @@ async def test_a_unit_answering_only_with_exceptions_is_present(modbus_sim):
 
 
 async def test_nothing_listening_is_a_clear_error():
-    with pytest.raises(ConnectionException, match=r"cannot connect to Modbus TCP 127\.0\.0\.1:\d+"):
+    with pytest.raises(ProbeError, match=r"cannot connect to Modbus TCP 127\.0\.0\.1:\d+"):
         await probe(f"127.0.0.1:{free_port()}", unit_ids=[1], timeout=0.1, out=lambda s: None)
 
 
 async def test_missing_serial_port_is_a_clear_error(tmp_path):
-    with pytest.raises(ConnectionException, match="does not exist"):
+    with pytest.raises(ProbeError, match="does not exist"):
         await probe(str(tmp_path / "ttyUSB9"), unit_ids=[1], out=lambda s: None)
 
 
