@@ -435,7 +435,7 @@ class ModbusDriver(Driver):
             hint = (f"cannot open serial port {c.port}: it is missing, in use by another program, "
                     "or this user lacks permission (add it to the 'dialout' group)")
         if not c.host:
-            check_serial_port(str(c.port), **self._serial_settings())
+            await asyncio.to_thread(check_serial_port, str(c.port), **self._serial_settings())
         self.client = client
         if not await connect_client(client, self.where):
             self.close()

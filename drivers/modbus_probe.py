@@ -200,7 +200,8 @@ async def probe(
             out(f"trying {settings}")
             client = serial_client(b, p)
             try:
-                check_serial_port(port, baudrate=b, bytesize=bytesize, parity=p, stopbits=stopbits)
+                await asyncio.to_thread(check_serial_port, port, baudrate=b, bytesize=bytesize, parity=p,
+                                        stopbits=stopbits)
                 await _open(client, f"Modbus RTU {port} {settings}")
             except OSError as exc:
                 out(f"  {exc}")
@@ -220,7 +221,8 @@ async def probe(
     settings = f"{chosen[0]} {bytesize}{chosen[1]}{stopbits}"
     label = f"Modbus RTU {port} {settings}"
     out(f"probing {label}: {span}")
-    check_serial_port(port, baudrate=chosen[0], bytesize=bytesize, parity=chosen[1], stopbits=stopbits)
+    await asyncio.to_thread(check_serial_port, port, baudrate=chosen[0], bytesize=bytesize, parity=chosen[1],
+                            stopbits=stopbits)
     client = serial_client(*chosen)
     await _open(client, label)
     try:
