@@ -471,11 +471,14 @@ class Spool:
         with self._lock:
             if self._db is None:
                 raise SpoolError("spool is not open; call open() or use it as a context manager")
-            skip = self._inflight | self._acked_set
+            # Handed-out and acknowledged ids lie at or below the cursor, except after a release() moved the
+            # cursor back: only those above it need skipping (and widen the LIMIT).
+            cursor = self._cursor
+            skip = {i for i in self._inflight if i > cursor} | {i for i in self._acked_set if i > cursor}
             try:
                 rows = self._db.execute(
                     "SELECT id, topic, payload, qos, retain, first_seq, last_seq FROM outbox WHERE id > ? "
-                    "ORDER BY id LIMIT ?", (self._cursor, limit + len(skip))).fetchall()
+                    "ORDER BY id LIMIT ?", (cursor, limit + len(skip))).fetchall()
             except sqlite3.DatabaseError as exc:
                 if not _is_corruption(exc):
                     raise
