@@ -31,6 +31,7 @@ import asyncio
 import re
 from typing import Literal
 
+import serial
 from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.base import Decoded, DriverSpec, Ignored, Parser, ParseResult, Rejected, SerialDefaults
@@ -123,9 +124,14 @@ class SylvacDriver(SerialDriver):
             port = link.serial
             if port is None:
                 return
-            port.dtr = False
-            await asyncio.sleep(0.12)
-            port.dtr = True
+            try:
+                port.dtr = False
+                await asyncio.sleep(0.12)
+                port.dtr = True
+            except (OSError, serial.SerialException) as exc:
+                # not a lost port: this adapter (or a pty) has no DTR line to drive
+                self.health.last_error = (f"cannot drive DTR on {self.config.port} ({exc}); use an adapter with "
+                                          "DTR, or request_by = \"command\" with a duplex cable")
         else:
             link.write(opts.command.encode() + b"\r")
 

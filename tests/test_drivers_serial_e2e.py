@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 
 import pytest
 
@@ -177,8 +178,6 @@ async def test_check_weigher_mode_emits_every_stable_reading():
 
 async def test_a_long_run_without_frame_end_is_rejected_not_read_as_digits(pty_pair):
     master, path = pty_pair
-    import os
-
     driver = registry.get("sylvac").driver(instrument("ind-1", "sylvac", path),
                                            registry.get("sylvac").options.model_validate({"mode": "continuous"}),
                                            SYSTEM_CLOCK)

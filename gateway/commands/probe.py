@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import termios
 import time
@@ -201,8 +202,8 @@ def probe_serial(args: argparse.Namespace, say=None) -> list[Match]:
             port = open_port(args.port, _settings_of(settings_text), None, timeout=0.05)
         except (OSError, serial.SerialException, ValueError, termios.error) as exc:
             say(f"    cannot open the port at these settings: {exc}")
-            if "No such file" in str(exc) or isinstance(exc, FileNotFoundError):
-                raise
+            if not os.path.exists(args.port):
+                raise FileNotFoundError(args.port) from None
             continue
         matches = {spec.name: Match(spec.name, settings_text) for spec, _ in specs}
         try:
@@ -295,6 +296,8 @@ def run(args: argparse.Namespace) -> int:
             return probe_modbus(args)
         if not args.port:
             raise ValueError("give the serial port to probe, e.g. floorwatch probe /dev/serial/by-id/usb-…")
+        if not os.path.exists(args.port):
+            raise FileNotFoundError(args.port)
         found = probe_serial(args)
     except FileNotFoundError:
         print(f"floorwatch probe: {args.port}: no such port (plugged in? see `ls /dev/serial/by-id/`)",

@@ -1,0 +1,81 @@
+"""`floorwatch probe`: finds the instrument on a pty served by a simulator, shows progress, and hands a
+Modbus target to the Modbus scan."""
+
+from __future__ import annotations
+
+import asyncio
+
+from drivers import registry
+from edge.clock import SYSTEM_CLOCK
+from gateway.cli import main
+from gateway.commands.probe import candidates, plan
+
+
+def _sim(name: str, options: dict):
+    spec = registry.get(name)
+    sim = spec.simulator("normal", spec.options.model_validate(options), SYSTEM_CLOCK)
+    sim.interval = 0.02
+    return sim
+
+
+async def test_probe_finds_a_streaming_scale_by_listening(capsys):
+    async with _sim("aandd", {"mode": "continuous"}) as sim:
+        rc = await asyncio.to_thread(main, ["probe", sim.endpoint["port"], "--listen", "0.4", "--timeout", "0.2"])
+    out, err = capsys.readouterr()
+    assert rc == 0
+    assert out.startswith(f"{sim.endpoint['port']}: aandd at ")
+    assert 'driver = "aandd"' in out and "ST," in out
+    assert "[1/" in err and "listened 0.4 s" in err  # progress, as it goes
+
+
+async def test_probe_finds_a_polled_balance_by_asking(capsys):
+    async with _sim("mtsics", {"mode": "poll"}) as sim:
+        rc = await asyncio.to_thread(main, ["probe", sim.endpoint["port"], "--settings", "9600 8N1",
+                                            "--listen", "0.2", "--timeout", "0.2"])
+        requests = list(sim.requests)
+    out, err = capsys.readouterr()
+    assert rc == 0
+    assert "mtsics at 9600 8N1 (answered its own request)" in out
+    assert "[instruments.serial]" not in out  # the factory setting needs no override
+    assert b"SI\r\n" in requests
+    # only read requests were sent: never tare, zero or settings
+    assert not any(r.strip() in (b"T", b"Z", b"\x1bT", b"\x1bV", b"@") for r in requests)
+    assert "sent b'SI\\r\\n' (mtsics)" in err
+
+
+async def test_probe_reports_when_nothing_answers(pty_pair, capsys):
+    _, path = pty_pair
+    rc = await asyncio.to_thread(main, ["probe", path, "--settings", "9600 8N1", "--listen", "0.1",
+                                        "--timeout", "0.05"])
+    out, _ = capsys.readouterr()
+    assert rc == 1 and "no known instrument answered" in out
+
+
+def test_probe_explains_a_missing_port_and_missing_arguments(tmp_path, capsys):
+    assert main(["probe", str(tmp_path / "ttyUSB3"), "--settings", "9600 8N1"]) == 2
+    assert "no such port" in capsys.readouterr().err
+    assert main(["probe"]) == 2
+    assert "give the serial port to probe" in capsys.readouterr().err
+    assert main(["probe", "/dev/null", "--settings", "fast"]) == 2
+    assert "'fast' is not a port setting" in capsys.readouterr().err
+
+
+def test_probe_plan_tries_each_drivers_factory_setting_and_the_common_ones():
+    specs = candidates([])
+    steps = plan(specs, [])
+    settings = [s for s, _ in steps]
+    assert len(settings) == len(set(settings))
+    for spec, _ in specs:
+        d = spec.serial_defaults
+        text = f"{d.baudrate} {d.bytesize}{d.parity}{d.stopbits}" + (" RTS/CTS" if d.rtscts else "")
+        assert spec in dict(steps)[text]
+    assert "19200 8N1" in settings and "regex" not in {s.name for s, _ in specs}  # regex needs a pattern
+
+
+async def test_probe_modbus_scans_unit_ids(modbus_tcp_server, capsys):
+    target = f"127.0.0.1:{modbus_tcp_server.endpoint['tcp_port']}"
+    rc = await asyncio.to_thread(main, ["probe", "--modbus", target, "--units", "1-2", "--timeout", "0.3"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "unit 1 answers" in out
+    assert "probing Modbus TCP" in err
