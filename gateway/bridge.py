@@ -564,6 +564,7 @@ class Bridge:
         self.subscribed = threading.Event()
         self.generation = 0
         self._worker: threading.Thread | None = None
+        self._stopped = False
         self.client = self._make_client()
 
     # MQTT ---------------------------------------------------------------------------------------------
@@ -581,6 +582,8 @@ class Bridge:
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = lambda c, u: log.error(
+            "cannot reach the broker at %s; retrying", self.config.mqtt.url)
         client.on_message = self._on_message
         client.on_subscribe = lambda *a: self.subscribed.set()
         return client
@@ -617,6 +620,9 @@ class Bridge:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop receiving, finish (or abandon, unacknowledged) the batch in hand, disconnect."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.stopping.set()
         if self._worker is not None:
             self._worker.join(timeout)

@@ -55,8 +55,7 @@ def start_bridge() -> Iterator[Callable[..., Bridge]]:
 
     yield start
     for b in bridges:
-        if not b.stopping.is_set():
-            b.stop()
+        b.stop()
 
 
 class Publisher:
@@ -254,3 +253,15 @@ def test_names_that_would_break_the_line_protocol_are_invalid(topic, reading, re
     with pytest.raises(Invalid) as err:
         parse_message("floorwatch/v1", msg)
     assert reason in str(err.value)
+
+
+def test_bridges_in_one_group_split_the_load(mosquitto, victoria, publisher, start_bridge, tmp_path):
+    # gap_grace is long: each instance sees only its share of the numbers (docs/influxdb-schema.md)
+    one = start_bridge(bridge_config(mosquitto, victoria, tmp_path, client_id="bridge-a", gap_grace=3600))
+    two = start_bridge(bridge_config(mosquitto, victoria, tmp_path, client_id="bridge-b", gap_grace=3600))
+    publisher.readings(range(1, 401), per_message=10)
+    publisher.flush()
+    wait_until(lambda: len(stored_seqs(victoria)) == 400, what="400 readings through two bridges")
+    assert stored_seqs(victoria) == list(range(1, 401))
+    assert one.counters.messages > 0 and two.counters.messages > 0
+    assert one.counters.messages + two.counters.messages == 40

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+
 from edge.config import ConfigError
+from edge.model import Reading, encode_batch
 from gateway.bridge import load_bridge_config, parse_bridge_config
 from gateway.cli import main
 
@@ -74,3 +83,43 @@ def test_the_shipped_example_is_valid():
     config = load_bridge_config(ROOT / "gateway" / "bridge.example.toml")
     assert config.mqtt.subscription == "$share/floorwatch-bridge/floorwatch/v1/+/+/+/#"
     assert config.mqtt.session_expiry > 0 and config.influxdb.gzip
+
+
+def test_the_command_runs_the_bridge_until_sigterm(mosquitto, victoria, tmp_path):
+    path = write(tmp_path, f"""
+[mqtt]
+url = "{mosquitto.url}"
+client_id = "bridge-cli-test"
+[influxdb]
+url = "{victoria.url}"
+linger = 0.01
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "bridge", "--config", str(path)],
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 15
+        while not any("subscribing to $share/floorwatch-bridge/" in line for line in lines):
+            assert proc.poll() is None and time.monotonic() < deadline, f"the bridge did not subscribe: {lines}"
+            time.sleep(0.05)
+        time.sleep(0.3)  # the SUBSCRIBE is on its way before anything is published
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        pub.connect(mosquitto.host, mosquitto.port)
+        pub.loop_start()
+        rows = [Reading(1_700_000_000_000_000_000 + i, i, "caliper-1", "bore_diameter", 12.0, "mm")
+                for i in range(1, 51)]
+        pub.publish("floorwatch/v1/s1/l1/g1/readings", json.dumps(encode_batch(rows)), qos=1).wait_for_publish(5)
+        pub.loop_stop()
+        pub.disconnect()
+        while sum(len(x["values"]) for x in victoria.export('{__name__="reading_seq"}')) < 50:
+            assert time.monotonic() < deadline + 15, "readings did not arrive"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        reader.join(5)
+    err = "".join(lines)
+    assert proc.returncode == 0, err
+    assert "stopped: 1 message(s), 50 point(s) written, 0 dead letter(s)" in err

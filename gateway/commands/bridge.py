@@ -47,4 +47,8 @@ def run(args: argparse.Namespace) -> int:
         bridge.run()
     except KeyboardInterrupt:
         bridge.stop()
+    c = bridge.counters
+    logging.getLogger("floorwatch.bridge").info(
+        "stopped: %d message(s), %d point(s) written, %d dead letter(s), %d duplicate(s), %d gap(s)",
+        c.messages, c.points, c.dead_letters, c.duplicates, c.gaps)
     return 0
