@@ -20,6 +20,8 @@ from libc.stdint cimport int64_t, uint32_t
 
 import numpy as np
 
+from edge.stats._api import readings as _readings
+
 # Bit numbers: edge/stats/rules.py (the layout is stable; the test suite checks these against it).
 cdef enum:
     B_NELSON_1 = 1 << 0
@@ -240,6 +242,19 @@ cdef inline uint32_t _push(State* s, double x, bint ok) noexcept nogil:
             bits |= _chart_point(s, s.xbar)
     s.last_rules = bits
     return bits
+
+cdef inline void _window_now(State* s, double* mean, double* sd, double* lo, double* hi) noexcept nogil:
+    """Mean, std, min and max of the window as it is now (the same formulas as the snapshot)."""
+    cdef Py_ssize_t p = s.pos
+    cdef int64_t n = s.n
+    if n == 0:
+        mean[0] = sd[0] = lo[0] = hi[0] = NAN
+        return
+    mean[0] = s.shift + s.mean_y
+    sd[0] = sqrt((s.m2 if s.m2 > 0.0 else 0.0) / <double> (n - 1)) if n >= 2 else NAN
+    lo[0] = s.smin[p] if s.smin[p] < s.pmin else s.pmin
+    hi[0] = s.smax[p] if s.smax[p] > s.pmax else s.pmax
+
 
 cdef void _exact_moments(State* s, Py_ssize_t count) noexcept nogil:
     """Mean and M2 of buf[0..count-1] recomputed exactly, about a new shift (the current mean)."""
@@ -520,18 +535,11 @@ cdef class Core:
 
         The loop runs without the GIL.
         """
-        arr = np.ascontiguousarray(values, dtype=np.float64)
-        if arr.ndim != 1:
-            raise ValueError(f"values must be a one-dimensional array, got shape {arr.shape}")
+        arr, ok_arr = _readings(values, ok)
         cdef const double[::1] v = arr
+        cdef const unsigned char[::1] okv = ok_arr
         cdef Py_ssize_t i, size = v.shape[0]
-        cdef const unsigned char[::1] okv
         cdef bint has_ok = ok is not None
-        if has_ok:
-            ok_arr = np.ascontiguousarray(ok, dtype=np.bool_)
-            if ok_arr.shape != (size,):
-                raise ValueError(f"ok has shape {ok_arr.shape} but values has {(size,)}")
-            okv = ok_arr.view(np.uint8)
         out = np.empty(size, dtype=np.uint32)
         cdef uint32_t[::1] o = out
         if size == 0:
@@ -539,10 +547,33 @@ cdef class Core:
         with nogil:
             if has_ok:
                 for i in range(size):
-                    o[i] = _push(&self.st, v[i], okv[i] != 0)
+                    o[i] = _push(&self.st, v[i], okv[i])
             else:
                 for i in range(size):
                     o[i] = _push(&self.st, v[i], 1)
+        return out
+
+    def push_many_series(self, values, ok=None):
+        """Like ``push_many``, and also the window's mean, std, min and max after every reading.
+
+        Returns a dict of arrays: ``rules`` (uint32), ``mean``, ``std``, ``min``, ``max`` (float64; NaN
+        while undefined) — what a chart of the whole file needs, in the same single pass.
+        """
+        arr, ok_arr = _readings(values, ok)
+        cdef const double[::1] v = arr
+        cdef const unsigned char[::1] okv = ok_arr
+        cdef Py_ssize_t i, size = v.shape[0]
+        cdef bint has_ok = ok is not None
+        out = {"rules": np.empty(size, dtype=np.uint32), "mean": np.empty(size), "std": np.empty(size),
+               "min": np.empty(size), "max": np.empty(size)}
+        cdef uint32_t[::1] o = out["rules"]
+        cdef double[::1] m = out["mean"], sd = out["std"], lo = out["min"], hi = out["max"]
+        if size == 0:
+            return out
+        with nogil:
+            for i in range(size):
+                o[i] = _push(&self.st, v[i], (okv[i] != 0) if has_ok else True)
+                _window_now(&self.st, &m[i], &sd[i], &lo[i], &hi[i])
         return out
 
     # --- state access for the shared API (order: edge.stats._api.SCALARS / ARRAYS) ----------------------

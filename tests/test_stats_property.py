@@ -178,3 +178,23 @@ def test_snapshots_encode_identically_between_implementations():
     c.push_many(x)
     p.push_many(x)
     assert encode(c.snapshot(1, 2)) == encode(p.snapshot(1, 2))
+
+
+@settings(max_examples=40, deadline=None)
+@given(scenarios())
+def test_per_point_series_match_reference_and_numpy(scenario):
+    kw, values, ok = scenario
+    c = stats.RollingStats(**kw).push_many_series(values, ok)
+    p = reference.RollingStats(**kw).push_many_series(values, ok)
+    for key in ("rules", "mean", "std", "min", "max"):
+        assert np.array_equal(c[key], p[key], equal_nan=key != "rules"), key
+    good = np.isfinite(values) & (True if ok is None else ok)
+    assert np.array_equal(c["rules"], stats.RollingStats(**kw).push_many(values, ok))
+    accepted = values[good]
+    w = kw["window"]
+    for i in np.flatnonzero(good)[-5:]:  # the figures after the last few accepted readings
+        upto = int(good[: i + 1].sum())
+        win = accepted[max(0, upto - w):upto]
+        assert (c["min"][i], c["max"][i]) == (win.min(), win.max())
+        scale = max(abs(float(win.mean())), float(np.ptp(win)), 1.0)
+        assert c["mean"][i] == pytest.approx(win.mean(), abs=1e-12 * scale)

@@ -91,6 +91,19 @@ def capability(mean: float, sigma_within: float, s: float, lsl: float | None, us
     return (*pair(sigma_within), *pair(s))
 
 
+def readings(values: Any, ok: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Values as a contiguous float64 vector and ``ok`` as a uint8 vector (empty when not given)."""
+    arr = np.ascontiguousarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"values must be a one-dimensional array, got shape {arr.shape}")
+    if ok is None:
+        return arr, np.empty(0, dtype=np.uint8)
+    ok_arr = np.ascontiguousarray(ok, dtype=np.bool_)
+    if ok_arr.shape != arr.shape:
+        raise ValueError(f"ok has shape {ok_arr.shape} but values has {arr.shape}")
+    return arr, ok_arr.view(np.uint8)
+
+
 def _enc_float(v: float) -> str:
     return float(v).hex()
 

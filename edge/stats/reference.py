@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edge.stats import rules as R
-from edge.stats._api import ARRAYS, SCALAR_NAMES, RollingStatsApi
+from edge.stats._api import ARRAYS, SCALAR_NAMES, RollingStatsApi, readings
 
 _INF = math.inf
 _CANCELLATION = 2.0**-20
@@ -132,6 +132,8 @@ class RollingStats(RollingStatsApi):
 
     def push(self, x: float, ok: bool = True) -> int:
         """Add one reading; returns the bitmask (edge.stats.rules) of what this reading fired."""
+        if isinstance(x, str | bytes):
+            raise TypeError(f"a reading must be a number, got {x!r}")
         x = float(x)
         if not ok or not (x - x == 0.0):  # x - x is NaN for NaN and for ±inf
             self.n_rejected += 1
@@ -197,16 +199,26 @@ class RollingStats(RollingStatsApi):
 
     def push_many(self, values: Any, ok: Any = None) -> np.ndarray:
         """Add many readings (``ok``: optional array of booleans); returns the bitmask of each (uint32)."""
-        values = np.ascontiguousarray(values, dtype=np.float64)
-        if values.ndim != 1:
-            raise ValueError(f"values must be a one-dimensional array, got shape {values.shape}")
-        if ok is not None:
-            ok = np.ascontiguousarray(ok, dtype=np.bool_)
-            if ok.shape != values.shape:
-                raise ValueError(f"ok has shape {ok.shape} but values has {values.shape}")
-        out = np.empty(values.shape[0], dtype=np.uint32)
-        for i, x in enumerate(values.tolist()):
-            out[i] = self.push(x, True if ok is None else bool(ok[i]))
+        arr, ok_arr = readings(values, ok)
+        flags = [True] * arr.size if ok is None else ok_arr.astype(bool).tolist()
+        push = self.push
+        return np.array([push(x, f) for x, f in zip(arr.tolist(), flags, strict=True)], dtype=np.uint32)
+
+    def push_many_series(self, values: Any, ok: Any = None) -> dict[str, np.ndarray]:
+        """Like ``push_many``, and also the window's mean, std, min and max after every reading."""
+        arr, ok_arr = readings(values, ok)
+        flags = [True] * arr.size if ok is None else ok_arr.astype(bool).tolist()
+        out = {"rules": np.empty(arr.size, dtype=np.uint32), "mean": np.empty(arr.size),
+               "std": np.empty(arr.size), "min": np.empty(arr.size), "max": np.empty(arr.size)}
+        for i, (x, f) in enumerate(zip(arr.tolist(), flags, strict=True)):
+            out["rules"][i] = self.push(x, f)
+            n = self.n
+            if n == 0:
+                out["mean"][i] = out["std"][i] = out["min"][i] = out["max"][i] = math.nan
+                continue
+            out["mean"][i] = self.shift + self.mean_y
+            out["std"][i] = math.sqrt((self.m2 if self.m2 > 0.0 else 0.0) / (n - 1)) if n >= 2 else math.nan
+            out["min"][i], out["max"][i] = self._window_extremes()
         return out
 
     def _block_end(self) -> None:
