@@ -1,0 +1,219 @@
+"""Alert state: when a condition becomes an alert, and when the alert is over.
+
+Why: a rule result point by point would flap — a bore diameter sitting right on its USL goes out, in, out,
+in, and the line supervisor's phone buzzes forty times an hour. The tracker turns conditions into alerts
+with three brakes (configured in ``[alerts]``, ``edge.config.AlertsConfig``):
+
+* ``debounce``: an alert is raised only after that many consecutive points with the condition active;
+* ``clear_after``: a raised alert clears only after that many consecutive points without it;
+* ``hysteresis``: for limit alerts, a point counts towards clearing only if the value is back inside the
+  limits by that fraction of the tolerance (``usl - lsl``); a value on the limit keeps the alert raised.
+  One-sided specifications use the fraction of the limit's magnitude. Alerts that are not about a
+  value and its limits pass ``clearance_ok`` themselves.
+
+Every raised alert is followed, eventually, by exactly one cleared event for the same subject and kind;
+``active()`` lists the raised ones (status page, retained ``active/…`` topics). ``state()``/``from_state()``
+persist the tracker with the statistics so a restart neither forgets nor repeats an alert.
+
+>>> from edge.config import AlertsConfig
+>>> t = AlertTracker(AlertsConfig(debounce=2, clear_after=2))
+>>> for i, v in enumerate([12.06, 12.07, 12.0, 12.01]):
+...     change = t.update("bore", "out_of_spec", v > 12.05, ts_ns=i, severity=Severity.CRITICAL, value=v,
+...                       limit=12.05, lsl=11.95, usl=12.05)
+...     print(v, change.state.value if change else "-")
+12.06 -
+12.07 raised
+12.0 -
+12.01 cleared
+
+Additive extras beyond the shared contract: ``update(..., clearance_ok=None, debounce=None,
+clear_after=None)`` (per-call overrides), ``clear(subject, kind=None, *, ts_ns, message)`` to close alerts
+whose subject went away, and the module function ``inside_margin``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.config import AlertsConfig
+from edge.model import Alert, AlertState, Severity
+
+STATE_VERSION = 1
+
+
+def inside_margin(value: float, lsl: float, usl: float, fraction: float) -> bool:
+    """True when ``value`` is inside the given limits by ``fraction`` of the tolerance.
+
+    With both limits the margin is ``fraction * (usl - lsl)``; with one limit (the other NaN) it is
+    ``fraction * |limit|``. A value that is not a number is never "inside".
+
+    >>> inside_margin(12.04, 11.95, 12.05, 0.1)   # margin 0.01: 12.04 is just inside it
+    True
+    >>> inside_margin(12.045, 11.95, 12.05, 0.1)
+    False
+    >>> inside_margin(0.4, math.nan, 0.5, 0.1)    # one-sided: below 0.5 - 0.05
+    True
+    """
+    if not math.isfinite(value):
+        return False
+    has_lo, has_hi = math.isfinite(lsl), math.isfinite(usl)
+    if has_lo and has_hi:
+        margin = fraction * (usl - lsl)
+    elif has_lo or has_hi:
+        margin = fraction * abs(lsl if has_lo else usl)
+    else:
+        return True
+    return (not has_lo or value >= lsl + margin) and (not has_hi or value <= usl - margin)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTransition:
+    """An alert being raised or cleared: what the gateway publishes (as ``to_alert(seq)``) and remembers."""
+
+    subject: str
+    kind: str
+    state: AlertState
+    severity: Severity
+    ts_ns: int
+    value: float = math.nan
+    limit: float = math.nan
+    lsl: float = math.nan
+    usl: float = math.nan
+    message: str = ""
+
+    def to_alert(self, seq: int) -> Alert:
+        return Alert(ts_ns=self.ts_ns, seq=seq, subject=self.subject, kind=self.kind, state=self.state,
+                     severity=self.severity, value=self.value, limit=self.limit, lsl=self.lsl, usl=self.usl,
+                     message=self.message)
+
+    def _plain(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.__slots__:
+            v = getattr(self, name)
+            out[name] = None if isinstance(v, float) and not math.isfinite(v) else (
+                v.value if isinstance(v, AlertState | Severity) else v)
+        return out
+
+    @classmethod
+    def _from_plain(cls, data: dict[str, Any], where: str) -> AlertTransition:
+        try:
+            floats = {k: math.nan if data.get(k) is None else float(data[k]) for k in ("value", "limit", "lsl", "usl")}
+            ts = data["ts_ns"]
+            if not isinstance(ts, int) or isinstance(ts, bool):
+                raise TypeError("ts_ns must be an integer")
+            return cls(subject=str(data["subject"]), kind=str(data["kind"]), state=AlertState(data["state"]),
+                       severity=Severity(data["severity"]), ts_ns=ts, message=str(data.get("message", "")),
+                       **floats)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"alert state {where}: {exc!s}; the saved state is damaged — delete it to start "
+                             "without active alerts") from None
+
+
+@dataclass(slots=True)
+class _Entry:
+    raised: AlertTransition | None = None
+    active_run: int = 0  # consecutive active points while not raised
+    clear_run: int = 0  # consecutive clear points while raised
+
+
+@dataclass
+class AlertTracker:
+    """Debounce and hysteresis per (subject, kind); see the module docstring."""
+
+    config: AlertsConfig
+    _entries: dict[tuple[str, str], _Entry] = field(default_factory=dict)
+
+    def update(self, subject: str, kind: str, active: bool, *, ts_ns: int, severity: Severity,
+               value: float = math.nan, limit: float = math.nan, lsl: float = math.nan, usl: float = math.nan,
+               message: str = "", clearance_ok: bool | None = None, debounce: int | None = None,
+               clear_after: int | None = None) -> AlertTransition | None:
+        """Feed one point of one condition; returns the transition it causes, if any.
+
+        ``clearance_ok``: whether this inactive point is far enough from the limit to count towards clearing;
+        by default computed with ``inside_margin(value, lsl, usl, hysteresis)`` when limits are given.
+        """
+        key = (subject, kind)
+        entry = self._entries.get(key)
+        if entry is None:
+            if not active:
+                return None  # nothing to remember: keeps memory bounded by the alerts that matter
+            entry = self._entries[key] = _Entry()
+        if entry.raised is None:
+            if not active:
+                del self._entries[key]
+                return None
+            entry.active_run += 1
+            if entry.active_run < (debounce or self.config.debounce):
+                return None
+            transition = AlertTransition(subject, kind, AlertState.RAISED, severity, ts_ns, value, limit, lsl, usl,
+                                         message or f"{subject}: {kind}")
+            entry.raised, entry.active_run, entry.clear_run = transition, 0, 0
+            return transition
+        if active:
+            entry.clear_run = 0
+            return None
+        if clearance_ok is None:
+            has_limits = math.isfinite(lsl) or math.isfinite(usl)
+            clearance_ok = inside_margin(value, lsl, usl, self.config.hysteresis) \
+                if has_limits and self.config.hysteresis > 0 else True
+        if not clearance_ok:
+            entry.clear_run = 0  # back inside, but not convincingly: still on the limit
+            return None
+        entry.clear_run += 1
+        if entry.clear_run < (clear_after or self.config.clear_after):
+            return None
+        raised = entry.raised
+        del self._entries[key]
+        return AlertTransition(subject, kind, AlertState.CLEARED, raised.severity, ts_ns, value, limit, lsl, usl,
+                               message or f"{subject}: {kind} cleared")
+
+    def clear(self, subject: str, kind: str | None = None, *, ts_ns: int, message: str = "") \
+            -> list[AlertTransition]:
+        """Clear raised alerts of ``subject`` (one ``kind`` or all) at once, e.g. when it left the configuration."""
+        out = []
+        for key in [k for k in self._entries if k[0] == subject and (kind is None or k[1] == kind)]:
+            entry = self._entries.pop(key)
+            if entry.raised is not None:
+                r = entry.raised
+                out.append(AlertTransition(r.subject, r.kind, AlertState.CLEARED, r.severity, ts_ns,
+                                           message=message or f"{r.subject}: {r.kind} cleared"))
+        return out
+
+    def active(self) -> list[AlertTransition]:
+        """The raising transition of every alert currently raised, oldest first."""
+        return sorted((e.raised for e in self._entries.values() if e.raised is not None), key=lambda t: t.ts_ns)
+
+    def is_active(self, subject: str, kind: str) -> bool:
+        entry = self._entries.get((subject, kind))
+        return entry is not None and entry.raised is not None
+
+    def state(self) -> dict[str, Any]:
+        """JSON-ready state (no NaN) to save with the statistics."""
+        return {"v": STATE_VERSION, "alerts": [
+            {"subject": s, "kind": k, "active_run": e.active_run, "clear_run": e.clear_run,
+             "raised": e.raised._plain() if e.raised else None}  # noqa: SLF001
+            for (s, k), e in self._entries.items()]}
+
+    @classmethod
+    def from_state(cls, config: AlertsConfig, state: dict[str, Any]) -> AlertTracker:
+        """Inverse of ``state()``; a damaged state is a ValueError that says what is wrong."""
+        if not isinstance(state, dict) or state.get("v") != STATE_VERSION or not isinstance(state.get("alerts"), list):
+            raise ValueError(f"alert state must be an object with v={STATE_VERSION} and a list 'alerts'; "
+                             "delete the saved state to start without active alerts")
+        tracker = cls(config)
+        for i, item in enumerate(state["alerts"]):
+            where = f"alerts[{i}]"
+            if not isinstance(item, dict):
+                raise ValueError(f"alert state {where} is not an object")
+            try:
+                subject, kind = str(item["subject"]), str(item["kind"])
+                active_run, clear_run = int(item.get("active_run", 0)), int(item.get("clear_run", 0))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"alert state {where}: {exc!s} is missing or invalid") from None
+            raised = item.get("raised")
+            tracker._entries[(subject, kind)] = _Entry(
+                raised=AlertTransition._from_plain(raised, where) if raised is not None else None,  # noqa: SLF001
+                active_run=max(active_run, 0), clear_run=max(clear_run, 0))
+        return tracker
