@@ -648,7 +648,7 @@ class Bridge:
                 yield []  # time to report due gaps
                 continue
             batch, deadline = [first], time.monotonic() + ic.flush_interval
-            while len(batch) < ic.batch_size:
+            while len(batch) < self.config.mqtt.receive_maximum:  # no more can be in flight to us
                 wait = min(ic.linger, deadline - time.monotonic())
                 if wait <= 0:
                     break
@@ -688,8 +688,10 @@ class Bridge:
                 dead.append((msg, f"bridge error: {type(exc).__name__}: {exc}"))
         integrity = influx.to_lines(self.tracker.due())
         lines = [line for _, ls in per_message for line in ls] + integrity
+        size = self.config.influxdb.batch_size
         try:
-            self.writer.write(lines, self.stopping)
+            for i in range(0, len(lines), size):  # rewriting a chunk after a failure is harmless: idempotent
+                self.writer.write(lines[i : i + size], self.stopping)
         except WriteRejected as exc:
             # one message the database refuses must not take the others with it: write one by one
             log.error("%s; writing message by message to find the rejected one(s)", exc)

@@ -36,7 +36,7 @@ def bridge_config(broker, victoria, tmp_path, client_id: str = "bridge-test", **
     return parse_bridge_config({
         "bridge": {"dead_letter_file": str(tmp_path / "dead.jsonl")},
         "mqtt": {"url": broker.url, "client_id": client_id, "group": "test"},
-        "influxdb": {"url": victoria.url, "org": "-", "bucket": "floorwatch", "linger": 0.02,
+        "influxdb": {"url": victoria.url, "org": "-", "bucket": "floorwatch", "linger": 0.02, "batch_size": 120,
                      "flush_interval": 0.3, "backoff_initial": 0.1, "backoff_max": 0.5, "timeout": 2},
         "sequence": {"gap_grace": 0.5, **sequence},
     })
