@@ -343,7 +343,11 @@ def fleet_dashboard() -> dict[str, Any]:
                              "GROUP BY time($__interval) fill(0)"), ("missing",)),
     ], h=5, w=6)
     t = "Gateways"
-    b.add(table.Panel().with_transformation(dm.DataTransformerConfig(id_val="merge", options={})), t, [
+    # Each query's rows carry the time of its own last point; drop it so that merge joins the rows on
+    # site/line/gateway (the time of the last reading has its own panel below).
+    b.add(table.Panel()
+          .with_transformation(dm.DataTransformerConfig(id_val="organize", options={"excludeByName": {"Time": True}}))
+          .with_transformation(dm.DataTransformerConfig(id_val="merge", options={})), t, [
         b.target(t, "A", sel(influx.PRESENCE, 'last("online") AS "online", last("version") AS "version"',
                              "$timeFilter", gw), ("online", "version"), fmt="table"),
         b.target(t, "B", sel(influx.READING, 'last("seq") AS "last data (seq)"', "$timeFilter", gw),
@@ -352,7 +356,12 @@ def fleet_dashboard() -> dict[str, Any]:
                              "\"subject\" = 'spool' AND $timeFilter", gw), ("spool backlog",), fmt="table"),
         b.target(t, "D", f'SELECT sum("up") AS "instruments online" FROM ({instruments_up}) {gw}',
                  ("instruments online",), fmt="table"),
-    ], h=10, w=24)
+    ], h=10, w=16)
+    t = "Last reading per gateway"
+    b.add(table.Panel(), t, [
+        b.target(t, "A", sel(influx.READING, 'last("seq") AS "sequence"', "$timeFilter", gw), ("sequence",),
+                 fmt="table"),
+    ], h=10, w=8)
     t = "Online over time"
     b.add(_timeline(online=True), t, [
         b.target(t, "A", sel(influx.PRESENCE, 'last("online") AS "online"', "$timeFilter",
