@@ -380,15 +380,31 @@ def _timeline(online: bool = False) -> statetimeline.Panel:
 ALERT_ANNOTATION_QUERY = sel(influx.ALERT, '"message", "state", "kind", "subject"', WHERE_LINE)
 
 
+class InfluxAnnotationTarget(dm.AnnotationTarget):
+    """The SDK's annotation target plus what Grafana's InfluxDB datasource reads: the InfluxQL text and
+    which columns give the annotation text and tags."""
+
+    def __init__(self, query: str, text_column: str, tags_columns: str) -> None:
+        super().__init__(limit=500, match_any=False, tags=[], type_val="dashboard")
+        self.query, self.text_column, self.tags_columns = query, text_column, tags_columns
+
+    def to_json(self) -> dict[str, object]:
+        return {**super().to_json(), "query": self.query, "rawQuery": True, "fromAnnotations": True,
+                "textColumn": self.text_column, "tagsColumn": self.tags_columns, "refId": "Anno"}
+
+
+class _Built(cogbuilder.Builder[dm.AnnotationTarget]):
+    def __init__(self, target: dm.AnnotationTarget) -> None:
+        self._target = target
+
+    def build(self) -> dm.AnnotationTarget:
+        return self._target
+
+
 def _alert_annotation() -> db.AnnotationQuery:
-    # InfluxDB annotations need query/textColumn/tagsColumn in the target, beyond the SDK's generic model.
-    target = dm.AnnotationTarget(limit=500, match_any=False, tags=[], type_val="dashboard")
-    target.to_json = lambda: {"limit": 500, "matchAny": False, "tags": [], "type": "dashboard",  # type: ignore[method-assign]
-                              "query": ALERT_ANNOTATION_QUERY, "rawQuery": True, "fromAnnotations": True,
-                              "textColumn": "message", "tagsColumn": "kind,subject,state", "refId": "Anno"}
-    q = db.AnnotationQuery().name("Alerts").datasource(DS).enable(True).icon_color("red")
-    q._internal.target = target
-    return q
+    target = InfluxAnnotationTarget(ALERT_ANNOTATION_QUERY, "message", "kind,subject,state")
+    return (db.AnnotationQuery().name("Alerts").datasource(DS).enable(True).icon_color("red")
+            .target(_Built(target)))
 
 
 def _encode(board: Board) -> dict[str, Any]:
