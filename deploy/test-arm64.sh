@@ -88,12 +88,14 @@ bind() {  # bind <host path> <path in root>
     MOUNTS+=("$ROOT$2")
 }
 
-# Debian packages the non-service tests need inside the root: a compiler and Python headers for the
-# Cython core, socat for pty tests, openssl/shellcheck/systemd for the deploy tests.
-PACKAGES=python3,python3-venv,python3-dev,python3-pip,build-essential,ca-certificates,git,socat,openssl,shellcheck,systemd,mosquitto-clients
+# Debian packages of the root: Python, a compiler and headers for the Cython core (what install.sh
+# would install with apt), and what the non-service tests call: socat (ptys), openssl, shellcheck,
+# systemd-analyze, docker-compose (the compose file's validator).
+BASE_PACKAGES=python3,python3-venv,python3-dev,python3-pip,build-essential,ca-certificates
+TEST_PACKAGES="git socat openssl shellcheck systemd docker-compose mosquitto-clients"
 if [ "$ARCH" = armhf ]; then
-    # Raspberry Pi OS 32-bit: numpy comes from the distribution (PyPI has no armhf wheels to rely on).
-    PACKAGES="$PACKAGES,python3-numpy"
+    # Raspberry Pi OS 32-bit: numpy comes from the distribution (install.sh does the same on armhf).
+    BASE_PACKAGES="$BASE_PACKAGES,python3-numpy"
 fi
 
 if [ "$FRESH" = 1 ] && [ -d "$ROOT" ]; then
@@ -104,7 +106,7 @@ if [ ! -e "$STAMP" ]; then
     begin debootstrap
     rm -rf --one-file-system "$ROOT"
     mkdir -p "$ROOT"
-    debootstrap --arch="$ARCH" --variant=minbase --include="$PACKAGES" "$SUITE" "$ROOT" "$MIRROR"
+    debootstrap --arch="$ARCH" --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$ROOT" "$MIRROR"
     date -u +%FT%TZ > "$STAMP"
     end debootstrap
 else
@@ -133,34 +135,42 @@ else
 fi
 end source
 
-VENV_FLAGS=""
-[ "$ARCH" = armhf ] && VENV_FLAGS="--system-site-packages"
-
 in_root() {
     chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         LANG=C.UTF-8 PIP_CERT=/etc/ssl/host-ca-bundle.crt PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        PIP_DEFAULT_TIMEOUT=180 ${PIP_INDEX_URL:+PIP_INDEX_URL="$PIP_INDEX_URL"} \
+        PIP_DEFAULT_TIMEOUT=180 DEBIAN_FRONTEND=noninteractive ${PIP_INDEX_URL:+PIP_INDEX_URL="$PIP_INDEX_URL"} \
         /bin/bash -euo pipefail -c "$1"
 }
 
+begin packages
+in_root "
+    missing=''
+    for p in $TEST_PACKAGES; do dpkg -s \$p >/dev/null 2>&1 || missing=\"\$missing \$p\"; done
+    if [ -n \"\$missing\" ]; then
+        apt-get update -q && apt-get install -y -q --no-install-recommends \$missing
+    fi
+"
+end packages
+
 begin build
+# The gateway's own installer, as on a Pi: system user, /etc/floorwatch, /var/lib/floorwatch, the unit
+# enabled, and a fresh virtual environment in /opt/floorwatch/venv with the package built from source
+# (Cython core compiled for this architecture). It checks 'floorwatch version' itself.
 in_root "
     uname -m
-    rm -rf /opt/fw-venv
-    python3 -m venv $VENV_FLAGS /opt/fw-venv
-    /opt/fw-venv/bin/pip install -q --upgrade pip
-    cd /src/floorwatch
-    /opt/fw-venv/bin/pip install -q '.[test]'
-    # import from the installed package (not the source tree) to prove the compiled core was built
-    cd / && /opt/fw-venv/bin/floorwatch version | tee /tmp/floorwatch-version.txt
+    rm -rf /opt/floorwatch/venv
+    /src/floorwatch/deploy/pi/install.sh --source /src/floorwatch --extras test --no-apt --arch $ARCH
+    id floorwatch
+    test -L /etc/systemd/system/multi-user.target.wants/floorwatch.service
+    cd / && /opt/floorwatch/venv/bin/floorwatch version | tee /tmp/floorwatch-version.txt
     grep -q 'statistics core: compiled' /tmp/floorwatch-version.txt \
         || { echo 'the Cython statistics core was not built' >&2; exit 1; }
 "
 end build
 
 begin tests
-# Tests run against the source tree with the compiled extension built in place (pytest imports from
-# the checkout); 'service' tests need servers started by the harness and are left to the host run.
+# pytest imports the checkout's modules (doctests included), so the core is compiled in place there
+# too; 'service' tests need servers started by the harness and are left to the host run.
 quoted_args=""
 if [ ${#PYTEST_ARGS[@]} -gt 0 ]; then
     quoted_args=$(printf ' %q' "${PYTEST_ARGS[@]}")
@@ -168,13 +178,15 @@ fi
 status=0
 in_root "
     cd /src/floorwatch
-    /opt/fw-venv/bin/python setup.py -q build_ext --inplace >/dev/null
-    /opt/fw-venv/bin/python -m pytest -q -m 'not service' -p no:cacheprovider$quoted_args
+    /opt/floorwatch/venv/bin/pip install -q 'Cython>=3.0' setuptools wheel
+    /opt/floorwatch/venv/bin/python setup.py -q build_ext --inplace >/dev/null
+    /opt/floorwatch/venv/bin/python -c 'from edge import stats; assert stats.IMPLEMENTATION == \"compiled\", stats.FALLBACK_REASON'
+    /opt/floorwatch/venv/bin/python -m pytest -q -m 'not service' -p no:cacheprovider$quoted_args
 " || status=$?
 end tests
 
 echo "=== $ARCH summary"
-for step in debootstrap source build tests; do
+for step in debootstrap source packages build tests; do
     if [ -n "${SECONDS_OF[$step]:-}" ]; then
         printf '  %-12s %5d s\n' "$step" "${SECONDS_OF[$step]}"
     fi

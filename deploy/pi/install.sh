@@ -213,10 +213,15 @@ else
 fi
 
 # ------------------------------------------------------------------ activate
-# udev and journald may not run (a chroot, a container): the files then apply at the next boot
-system udevadm control --reload-rules || say "udev is not running; the rules apply at the next boot"
-system udevadm trigger --action=add --subsystem-match=tty || true
-system systemctl restart systemd-journald || say "journald not restarted; its limits apply at the next boot"
+# udev and journald may not run (a container), or belong to another system (a chroot, where /sys is the
+# host's): the files then apply at the next boot
+if [ -z "$R" ] && command -v systemd-detect-virt >/dev/null && systemd-detect-virt --quiet --chroot; then
+    say "in a chroot: udev and journald are not reloaded; the rules and limits apply at the next boot"
+else
+    system udevadm control --reload-rules || say "udev is not running; the rules apply at the next boot"
+    system udevadm trigger --action=add --subsystem-match=tty || true
+    system systemctl restart systemd-journald || say "journald not restarted; its limits apply at the next boot"
+fi
 system systemctl daemon-reload
 if [ -n "$R" ]; then
     # systemctl edits only files under --root here: the unit is enabled in the staged tree
