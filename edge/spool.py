@@ -39,7 +39,7 @@ or was corrupt, the counter resumes above the reservation instead: a gap, report
 Threads: every public method takes an internal lock, so the gateway may run ``flush()`` in a worker thread
 while the publisher calls ``pending()``/``ack()`` from the event loop.
 
-Additive extras beyond the shared contract (docs/…/contracts-spool-mqtt.md):
+Additive extras beyond the API agreed with the gateway service:
 
 * ``Spool(..., seq_reserve=1_000_000)`` — how far ahead the fsynced side file reserves numbers.
 * ``add_listener(callback)`` — ``callback()`` is called (outside the lock) after a flush committed new
