@@ -707,11 +707,11 @@ class Bridge:
         self.counters.writes += 1
         self.counters.duplicates = self.tracker.duplicates
         self.counters.gaps = self.tracker.gaps
-        for msg, reason in dead:
-            self._dead_letter(msg, reason)
+        kept = [(msg, self._dead_letter(msg, reason)) for msg, reason in dead]
+        undelivered = {id(msg) for msg, info in kept if not self._delivered(info, msg)}
         self._save_state()
         for msg in batch:  # in the order received, as MQTT asks
-            if msg.qos > 0 and msg.generation == self.generation:
+            if msg.qos > 0 and msg.generation == self.generation and id(msg) not in undelivered:
                 self.client.ack(msg.mid, msg.qos)
 
     def _points(self, parsed: Parsed, msg: Incoming) -> list[str]:
@@ -751,7 +751,9 @@ class Bridge:
         else:
             log.warning("%s/%s/%s: spool drop report without first_seq/last_seq: %s", *_o(origin), d)
 
-    def _dead_letter(self, msg: Incoming, reason: str) -> None:
+    def _dead_letter(self, msg: Incoming, reason: str) -> tuple[mqtt.MQTTMessageInfo, bool]:
+        """Publish (and log, and append to the file) one dead letter; returns the publish handle and
+        whether the file took it."""
         self.counters.dead_letters += 1
         try:
             text, encoding = msg.payload.decode("utf-8"), "utf-8"
@@ -761,14 +763,30 @@ class Bridge:
                   "encoding": encoding, "payload": text}
         body = json.dumps(letter, separators=(",", ":"))
         log.warning("dead letter from %s: %s", msg.topic, reason)
-        self.client.publish(f"{self.config.mqtt.dead_letter_topic}/{msg.topic}", body, qos=1)
+        info = self.client.publish(f"{self.config.mqtt.dead_letter_topic}/{msg.topic}", body, qos=1)
         path = self.config.bridge.dead_letter_file
-        if path is not None:
-            try:
-                with open(path, "a", encoding="utf-8") as fh:
-                    fh.write(body + "\n")
-            except OSError as exc:
-                log.error("cannot append to dead-letter file %s: %s", path, exc)
+        if path is None:
+            return info, False
+        try:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(body + "\n")
+            return info, True
+        except OSError as exc:
+            log.error("cannot append to dead-letter file %s: %s", path, exc)
+            return info, False
+
+    def _delivered(self, letter: tuple[mqtt.MQTTMessageInfo, bool], msg: Incoming) -> bool:
+        """A dead letter is kept once the broker took it or the file did; until then the invalid message
+        stays unacknowledged, so that the broker delivers it (and we dead-letter it) again."""
+        info, in_file = letter
+        try:
+            info.wait_for_publish(timeout=5)
+        except (ValueError, RuntimeError):
+            pass
+        if info.is_published() or in_file:
+            return True
+        log.error("dead letter for %s not delivered to the broker; leaving the message unacknowledged", msg.topic)
+        return False
 
     def _save_state(self) -> None:
         path = self.config.sequence.state_file
