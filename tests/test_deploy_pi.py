@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -274,7 +275,7 @@ def test_compose_file_is_valid_and_mounts_what_exists(tmp_path):
                              "config"], capture_output=True, text=True, timeout=60, cwd=CLOUD)
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
-    assert set(config["services"]) == {"mosquitto", "influxdb", "grafana", "bridge"}
+    assert set(config["services"]) == {"mosquitto", "influxdb-tokens", "influxdb", "grafana", "bridge"}
     assert config["services"]["bridge"]["command"] == ["floorwatch", "bridge", "--config",
                                                        "/etc/floorwatch/bridge.toml"]
     # every file or directory mounted from the repository is there (secrets and certificates are made
@@ -320,7 +321,7 @@ def test_cloud_bridge_config_is_accepted_by_the_bridge(tmp_path):
     conf = tmp_path / "bridge.toml"
     conf.write_text(text)
     env = dict(os.environ, FLOORWATCH_MQTT_PASSWORD="a-long-bridge-password")
-    result = subprocess.run(["python3", "-m", "gateway.cli", "bridge", "--config", str(conf), "--check"],
+    result = subprocess.run([sys.executable, "-m", "gateway.cli", "bridge", "--config", str(conf), "--check"],
                             capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stderr
     assert "mqtts://mosquitto:8883" in result.stdout

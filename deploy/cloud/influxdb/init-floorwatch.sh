@@ -11,7 +11,13 @@ TOKENS=/run/floorwatch-tokens
 ORG=${DOCKER_INFLUXDB_INIT_ORG:?}
 BUCKET=${DOCKER_INFLUXDB_INIT_BUCKET:?}
 
-bucket_id=$(influx bucket list --org "$ORG" --name "$BUCKET" --hide-headers | cut -f1)
+# The entrypoint configured the influx CLI during setup; the admin token is given again in case not.
+export INFLUX_TOKEN="${INFLUX_TOKEN:-${DOCKER_INFLUXDB_INIT_ADMIN_TOKEN:?}}"
+
+# json_value KEY: the first "KEY": "value" of the influx CLI's --json output on stdin
+json_value() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" | head -n 1; }
+
+bucket_id=$(influx bucket list --org "$ORG" --name "$BUCKET" --json | json_value id)
 [ -n "$bucket_id" ] || { echo "init-floorwatch: bucket $BUCKET not found" >&2; exit 1; }
 
 influx v1 dbrp create --org "$ORG" --db floorwatch --rp autogen --bucket-id "$bucket_id" --default
@@ -20,7 +26,7 @@ influx v1 dbrp create --org "$ORG" --db floorwatch --rp autogen --bucket-id "$bu
 token_of() {
     local description=$1
     shift
-    influx auth create --org "$ORG" --description "$description" "$@" --hide-headers | cut -f3
+    influx auth create --org "$ORG" --description "$description" "$@" --json | json_value token
 }
 
 mkdir -p "$TOKENS"
