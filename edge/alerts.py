@@ -6,10 +6,10 @@ with three brakes (configured in ``[alerts]``, ``edge.config.AlertsConfig``):
 
 * ``debounce``: an alert is raised only after that many consecutive points with the condition active;
 * ``clear_after``: a raised alert clears only after that many consecutive points without it;
-* ``hysteresis``: for limit alerts, a point counts towards clearing only if the value is back inside the
-  limits by that fraction of the tolerance (``usl - lsl``); a value on the limit keeps the alert raised.
-  One-sided specifications use the fraction of the limit's magnitude. Alerts that are not about a
-  value and its limits pass ``clearance_ok`` themselves.
+* ``hysteresis``: a point counts towards clearing only if the value is back inside the limits by that
+  fraction of the tolerance (``usl - lsl``); a value on the limit keeps the alert raised. One-sided
+  specifications and threshold alerts (``limit`` only: Cpk, backlog) use that fraction of the limit's
+  magnitude (``AlertTracker.inside_margin``). Callers with their own notion pass ``clearance_ok``.
 
 Every raised alert is followed, eventually, by exactly one cleared event for the same subject and kind;
 ``active()`` lists the raised ones (status page, retained ``active/…`` topics). ``state()``/``from_state()``
@@ -28,7 +28,8 @@ persist the tracker with the statistics so a restart neither forgets nor repeats
 
 Additive extras beyond the shared contract: ``update(..., clearance_ok=None, debounce=None,
 clear_after=None)`` (per-call overrides), ``clear(subject, kind=None, *, ts_ns, message)`` to close alerts
-whose subject went away, and the module function ``inside_margin``.
+whose subject went away, ``restore(state)`` (``from_state`` on an existing tracker), ``is_active()``, and
+the module function ``clear_of_limits``.
 """
 
 from __future__ import annotations
@@ -43,17 +44,17 @@ from edge.model import Alert, AlertState, Severity
 STATE_VERSION = 1
 
 
-def inside_margin(value: float, lsl: float, usl: float, fraction: float) -> bool:
+def clear_of_limits(value: float, lsl: float, usl: float, fraction: float) -> bool:
     """True when ``value`` is inside the given limits by ``fraction`` of the tolerance.
 
     With both limits the margin is ``fraction * (usl - lsl)``; with one limit (the other NaN) it is
     ``fraction * |limit|``. A value that is not a number is never "inside".
 
-    >>> inside_margin(12.04, 11.95, 12.05, 0.1)   # margin 0.01: 12.04 is just inside it
+    >>> clear_of_limits(12.04, 11.95, 12.05, 0.1)   # margin 0.01: 12.04 is just inside it
     True
-    >>> inside_margin(12.045, 11.95, 12.05, 0.1)
+    >>> clear_of_limits(12.045, 11.95, 12.05, 0.1)
     False
-    >>> inside_margin(0.4, math.nan, 0.5, 0.1)    # one-sided: below 0.5 - 0.05
+    >>> clear_of_limits(0.4, math.nan, 0.5, 0.1)    # one-sided: below 0.5 - 0.05
     True
     """
     if not math.isfinite(value):
@@ -155,9 +156,7 @@ class AlertTracker:
             entry.clear_run = 0
             return None
         if clearance_ok is None:
-            has_limits = math.isfinite(lsl) or math.isfinite(usl)
-            clearance_ok = inside_margin(value, lsl, usl, self.config.hysteresis) \
-                if has_limits and self.config.hysteresis > 0 else True
+            clearance_ok = self.inside_margin(value, limit, lsl, usl)
         if not clearance_ok:
             entry.clear_run = 0  # back inside, but not convincingly: still on the limit
             return None
@@ -168,6 +167,28 @@ class AlertTracker:
         del self._entries[key]
         return AlertTransition(subject, kind, AlertState.CLEARED, raised.severity, ts_ns, value, limit, lsl, usl,
                                message or f"{subject}: {kind} cleared")
+
+    def inside_margin(self, value: float, limit: float = math.nan, lsl: float = math.nan,
+                      usl: float = math.nan) -> bool:
+        """Whether ``value`` is far enough from its limit(s) to count towards clearing (``hysteresis``).
+
+        With spec limits: inside them by ``hysteresis * (usl - lsl)`` (``clear_of_limits``). With only a
+        threshold ``limit`` (Cpk, backlog, idle time): at least ``hysteresis * |limit|`` away from it. A value
+        that is not a number, or no limit at all, counts (the caller already said the condition is inactive).
+
+        >>> from edge.config import AlertsConfig
+        >>> t = AlertTracker(AlertsConfig(hysteresis=0.1))
+        >>> t.inside_margin(12.049, 12.05, 11.95, 12.05), t.inside_margin(1.34, 1.33), t.inside_margin(1.5, 1.33)
+        (False, False, True)
+        """
+        h = self.config.hysteresis
+        if h <= 0 or not math.isfinite(value):
+            return True
+        if math.isfinite(lsl) or math.isfinite(usl):
+            return clear_of_limits(value, lsl, usl, h)
+        if math.isfinite(limit):
+            return abs(value - limit) >= h * abs(limit)
+        return True
 
     def clear(self, subject: str, kind: str | None = None, *, ts_ns: int, message: str = "") \
             -> list[AlertTransition]:
@@ -195,6 +216,10 @@ class AlertTracker:
             {"subject": s, "kind": k, "active_run": e.active_run, "clear_run": e.clear_run,
              "raised": e.raised._plain() if e.raised else None}  # noqa: SLF001
             for (s, k), e in self._entries.items()]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Replace this tracker's alerts by a saved ``state()`` (keeps the configuration)."""
+        self._entries = type(self).from_state(self.config, state)._entries
 
     @classmethod
     def from_state(cls, config: AlertsConfig, state: dict[str, Any]) -> AlertTracker:

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from edge.alerts import AlertTracker, AlertTransition, inside_margin
+from edge.alerts import AlertTracker, AlertTransition, clear_of_limits
 from edge.config import AlertsConfig
 from edge.model import AlertState, Severity, decode, encode
 
@@ -119,9 +119,28 @@ def test_transition_becomes_a_v1_alert_payload() -> None:
     assert encode(plain)["value"] is None and math.isnan(plain.value)
 
 
-def test_inside_margin() -> None:
-    assert inside_margin(12.0, LSL, USL, 0.1)
-    assert not inside_margin(12.045, LSL, USL, 0.1) and not inside_margin(11.955, LSL, USL, 0.1)
-    assert not inside_margin(math.nan, LSL, USL, 0.0)
-    assert inside_margin(5.0, math.nan, math.nan, 0.5)
-    assert inside_margin(1.0, 0.5, math.nan, 0.1) and not inside_margin(0.52, 0.5, math.nan, 0.1)
+def test_threshold_alerts_get_hysteresis_from_their_limit() -> None:
+    t = AlertTracker(AlertsConfig(debounce=1, clear_after=1, hysteresis=0.1))
+    states = []
+    for i, cpk in enumerate([1.2, 1.34, 1.40, 1.47]):  # clears once Cpk >= 1.33 + 0.133
+        tr = t.update("bore", "cpk_low", cpk < 1.33, ts_ns=i, severity=Severity.WARNING, value=cpk, limit=1.33)
+        states.append(tr.state.value if tr else "-")
+    assert states == ["raised", "-", "-", "cleared"]
+    assert t.inside_margin(math.nan, 1.33) and AlertTracker(AlertsConfig()).inside_margin(1.331, 1.33)
+
+
+def test_restore_into_an_existing_tracker() -> None:
+    cfg = AlertsConfig(debounce=1)
+    first = AlertTracker(cfg)
+    first.update("bore", "nelson_1", True, ts_ns=1, severity=Severity.WARNING)
+    second = AlertTracker(cfg)
+    second.restore(first.state())
+    assert second.active() == first.active() and second.is_active("bore", "nelson_1")
+
+
+def test_clear_of_limits() -> None:
+    assert clear_of_limits(12.0, LSL, USL, 0.1)
+    assert not clear_of_limits(12.045, LSL, USL, 0.1) and not clear_of_limits(11.955, LSL, USL, 0.1)
+    assert not clear_of_limits(math.nan, LSL, USL, 0.0)
+    assert clear_of_limits(5.0, math.nan, math.nan, 0.5)
+    assert clear_of_limits(1.0, 0.5, math.nan, 0.1) and not clear_of_limits(0.52, 0.5, math.nan, 0.1)
