@@ -262,3 +262,20 @@ def test_dashboards_read_back_through_the_sdk_model_unchanged():
         assert back == expected, f"{uid} does not survive the SDK model"
         kinds = {p["type"] for p in board["panels"]}
         assert kinds <= {"timeseries", "stat", "histogram", "state-timeline", "table", "row"}
+
+
+def test_provisioning_files_are_valid_yaml_for_grafana():
+    import yaml
+
+    prov = ROOT / "dashboards" / "provisioning"
+    for path in sorted((prov / "datasources").glob("influxdb-*.yaml")):
+        (ds,) = yaml.safe_load(path.read_text())["datasources"]
+        assert (ds["uid"], ds["type"], ds["jsonData"]["dbName"]) == (gen.DATASOURCE_UID, "influxdb", "floorwatch")
+    (provider,) = yaml.safe_load((prov / "dashboards" / "floorwatch.yaml").read_text())["providers"]
+    assert provider["folderUid"] == gen.FOLDER_UID and provider["type"] == "file"
+    alerting = yaml.safe_load((prov / "alerting" / "contact-points.yaml").read_text())
+    receiver = alerting["contactPoints"][0]["name"]
+    assert alerting["policies"][0]["receiver"] == receiver
+    assert ["source", "=", "floorwatch"] in alerting["policies"][0]["routes"][0]["object_matchers"]
+    rules = json.loads((prov / "alerting" / "floorwatch-rules.json").read_text())
+    assert all(r["labels"]["source"] == "floorwatch" for g in rules["groups"] for r in g["rules"])
