@@ -12,7 +12,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from edge.config import ConfigError
+from edge.config import ConfigError, load_config
 from edge.model import Reading, encode_batch
 from gateway.bridge import load_bridge_config, parse_bridge_config
 from gateway.cli import main
@@ -40,7 +40,8 @@ token_file = "{tmp_path / 'token'}"
 """)
     assert main(["bridge", "--config", str(path), "--check"]) == 0
     out = capsys.readouterr().out
-    assert "$share/plant-a/floorwatch/v1/+/+/+/#" in out and "spec limits for 2 characteristic(s)" in out
+    measured = [c for c in load_config(ROOT / "gateway" / "example.toml").characteristics if c.kind == "measurement"]
+    assert "$share/plant-a/floorwatch/v1/+/+/+/#" in out and f"spec limits for {len(measured)} characteristic(s)" in out
     assert load_bridge_config(path).influxdb.token() == "secret-token"
 
 

@@ -171,7 +171,8 @@ def test_panel_queries_pick_the_right_rows(loaded_influxdb):
     oot = run(loaded_influxdb, substitute(target("floorwatch-characteristic", live, "C")))
     assert [row[1] for row in oot[0]["values"]] == [pytest.approx(12.07)]  # only the reading above USL
     limits = run(loaded_influxdb, substitute(target("floorwatch-characteristic", live, "B")))
-    assert limits[0]["values"][-1][1:] == [12.0, 11.95, 12.05]  # nominal, LSL, USL from example.toml
+    bore = next(c for c in load_config(EXAMPLE).characteristics if c.name == "bore_diameter")
+    assert limits[0]["values"][-1][1:] == [bore.nominal, bore.lsl, bore.usl]  # from example.toml
     parts = run(loaded_influxdb, substitute(target("floorwatch-line", "Parts produced")))
     assert parts[0]["values"][0][1] == 299  # counter 0 … 299
     gaps = run(loaded_influxdb, substitute(target("floorwatch-line", "Sequence gaps and dropped data")))
