@@ -206,7 +206,7 @@ class MitutoyoSimulator(PtySimulator):
 
 
 class UwaveSimulator(MitutoyoSimulator):
-    """A U-WAVE receiver with one transmitter (group 00, channel 01); battery-low status now and then."""
+    """A U-WAVE receiver with one transmitter (group 00, channel 01)."""
 
     def frame(self, event: Event) -> tuple[bytes, float | None]:
         text = f"{event.value:+010.3f}"

@@ -113,7 +113,6 @@ class SartoriusDriver(ScaleDriver):
 class SartoriusSimulator(PtySimulator):
     """A Sartorius balance printing 16-character lines on ESC P (or by itself in continuous mode)."""
 
-    request_terminator = b"\x1b"  # each command starts with ESC: the previous one ends where the next begins
 
     def __init__(self, scenario: Scenario, options: SartoriusOptions | None = None, **kw) -> None:
         super().__init__(scenario, **kw)
@@ -127,12 +126,7 @@ class SartoriusSimulator(PtySimulator):
 
     def _readable(self) -> None:
         # commands are ESC + one character, with no terminator: answer each as it arrives
-        import os
-
-        try:
-            data = os.read(self._master, 1024)
-        except OSError:
-            return
+        data = self.read_requests()
         for i in range(len(data)):
             if data[i : i + 1] == b"\x1b" and i + 1 < len(data):
                 request = data[i : i + 2]

@@ -167,15 +167,17 @@ class PtySimulator(Simulator):
             await asyncio.sleep(self.interval)
 
     def _readable(self) -> None:
-        try:
-            data = os.read(self._master, 1024)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            return
+        data = self.read_requests()
         for request in self._framer.feed(data):
             self.requests.append(request)
             self.respond(request)
+
+    def read_requests(self) -> bytes:
+        """What the driver wrote since the last call (b"" when nothing is there or the pty is gone)."""
+        try:
+            return os.read(self._master, 1024)
+        except OSError:  # includes BlockingIOError: a spurious wake-up
+            return b""
 
     def respond(self, request: bytes) -> None:
         reply = self.answer(request)
