@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "gateway" / "example.toml"
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
-SITE, LINE, GW = "dongguan-2", "line-3", "gw-01"  # as in gateway/example.toml
+_GATEWAY = load_config(EXAMPLE).gateway  # the spec limits the bridge marks readings with come from here
+SITE, LINE, GW = _GATEWAY.site, _GATEWAY.line, _GATEWAY.id
 
 
 def _stats(seq: int, ts: int, name: str, mean: float, subgroup: int = 1) -> StatsSnapshot:
