@@ -170,7 +170,8 @@ end build
 
 begin tests
 # pytest imports the checkout's modules (doctests included), so the core is compiled in place there
-# too; 'service' tests need servers started by the harness and are left to the host run.
+# too. 'service' tests need servers started by the harness (Mosquitto, InfluxDB, VictoriaMetrics) and
+# are left to the host run; deploy/service_marker.py marks every test that uses such a server.
 quoted_args=""
 if [ ${#PYTEST_ARGS[@]} -gt 0 ]; then
     quoted_args=$(printf ' %q' "${PYTEST_ARGS[@]}")
@@ -181,7 +182,8 @@ in_root "
     /opt/floorwatch/venv/bin/pip install -q 'Cython>=3.0' setuptools wheel
     /opt/floorwatch/venv/bin/python setup.py -q build_ext --inplace >/dev/null
     /opt/floorwatch/venv/bin/python -c 'from edge import stats; assert stats.IMPLEMENTATION == \"compiled\", stats.FALLBACK_REASON'
-    /opt/floorwatch/venv/bin/python -m pytest -q -m 'not service' -p no:cacheprovider$quoted_args
+    PYTHONPATH=/src/floorwatch/deploy /opt/floorwatch/venv/bin/python -m pytest -q -m 'not service' \
+        -p service_marker -p no:cacheprovider$quoted_args
 " || status=$?
 end tests
 
