@@ -490,3 +490,34 @@ async def test_explicit_3_1_1_and_unreachable_broker(mosquitto, tmp_path) -> Non
                                  **FAST) as pub:
             await run_until(pub, lambda: spool.backlog() == 0)
             assert pub.protocol == "3.1.1"
+
+
+async def test_backlog_replays_much_faster_than_the_gateway_produces(mosquitto, tmp_path) -> None:
+    """50 000 readings/s in batches of 500 is 100 messages/s; an outage's backlog must drain several times
+    faster than that while the gateway keeps producing."""
+    rows = [Reading(ts_ns=time.time_ns(), seq=1 + i, instrument="caliper-1", characteristic="bore_diameter",
+                    value=12.0 + i * 1e-6, unit="mm") for i in range(500)]
+    payload = json.dumps(encode_batch(rows)).encode()
+    with Spool(tmp_path / "spool.sqlite", max_bytes=512 * MiB) as spool:
+        for _ in range(2000):
+            seq = spool.issue(500)
+            spool.add(TOPICS.readings, payload, first_seq=seq, last_seq=seq + 499)
+        spool.flush()
+        async with MqttPublisher(MqttConfig(url=mosquitto.url), TOPICS, spool, client_id="gw-fast", **FAST) as pub:
+            start = time.perf_counter()
+            asyncio.create_task(pub.run())
+            flusher_stop = asyncio.Event()
+
+            async def flush_acknowledged_like_the_gateway() -> None:
+                while not flusher_stop.is_set():
+                    await asyncio.sleep(0.2)
+                    spool.flush()
+
+            flusher = asyncio.create_task(flush_acknowledged_like_the_gateway())
+            assert await pub.wait_drained(30), pub.stats()
+            elapsed = time.perf_counter() - start
+            flusher_stop.set()
+            await flusher
+    rate = 2000 / elapsed
+    print(f"replayed {rate:.0f} messages/s = {rate * 500:.0f} readings/s")
+    assert rate > 400, f"backlog replay at {rate:.0f} messages/s is too slow for 100 messages/s of new data"
