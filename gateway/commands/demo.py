@@ -181,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     broker: PrivateBroker | None = None
     publish = not args.no_broker
-    if publish:
+    if not publish:
+        print("--no-broker: running spool-only (everything the gateway would publish stays in its spool).")
+    else:
         binary = _find_mosquitto()
         if binary is None:
             print("mosquitto is not installed: running spool-only (everything is kept in the spool). "
@@ -215,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
     exit_code = 0
     with open(log_path, "a") as log_file:
         events = EventLog(stream=log_file, level="info")
+        events.attach("edge", "drivers", "paho", "floorwatch")
         gateway = Gateway(config, events=events, publish=publish)
         gateway.listeners.append(view)
 
@@ -240,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
           f"{view.alerts_cleared} cleared.")
     for line in view.summary_lines():
         print("  " + line)
-    if not publish:
+    if not publish and (args.keep or args.dir is not None):
         print(f"spool-only run: the data is in {config.spool_path()}")
     if exit_code != 0:
         print(f"the gateway stopped with an error; see {log_path}", file=sys.stderr)
