@@ -79,3 +79,11 @@ async def test_probe_modbus_scans_unit_ids(modbus_tcp_server, capsys):
     assert rc == 0, err
     assert "unit 1 answers" in out
     assert "probing Modbus TCP" in err
+
+
+def test_probe_modbus_explains_an_unreachable_host(capsys):
+    from harness._util import free_port
+
+    rc = main(["probe", "--modbus", f"127.0.0.1:{free_port()}", "--units", "1", "--timeout", "0.2"])
+    assert rc == 2
+    assert "cannot connect" in capsys.readouterr().err

@@ -148,7 +148,7 @@ def candidates(names: list[str]) -> list[tuple[DriverSpec, Parser]]:
             continue
         try:
             parse = spec.parser(spec.options.model_validate({}) if spec.options else None)
-        except (ValueError, Exception) as exc:  # drivers that need options (regex) cannot be guessed
+        except ValueError as exc:  # drivers that need options (regex) cannot be guessed
             if names:
                 raise ValueError(f"driver {name!r} cannot be probed without its options: {exc}") from None
             continue
@@ -193,7 +193,6 @@ def probe_serial(args: argparse.Namespace, say=None) -> list[Match]:
     """Try every planned setting on ``args.port``; returns the matches found (best first)."""
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     specs = candidates(args.driver)
-    parsers = {spec.name: parse for spec, parse in specs}
     found: list[Match] = []
     steps = plan(specs, args.settings)
     for n, (settings_text, requesters) in enumerate(steps, 1):
@@ -237,7 +236,6 @@ def probe_serial(args: argparse.Namespace, say=None) -> list[Match]:
         if hits and not args.all:
             break
     found.sort(key=lambda m: -m.score)
-    del parsers
     return found
 
 
@@ -268,17 +266,23 @@ def report(port: str, found: list[Match]) -> None:
 
 def probe_modbus(args: argparse.Namespace) -> int:
     """Modbus unit-id scan: delegated to drivers.modbus_probe."""
+    from pymodbus.exceptions import ModbusException
+
     from drivers import modbus_probe
 
     units = parse_units(args.units)
     settings = _settings_of(args.settings[0]) if args.settings else {"baudrate": 9600, "bytesize": 8,
                                                                     "parity": "E", "stopbits": 1}
-    found = asyncio.run(modbus_probe.probe(
-        args.modbus, unit_ids=units, timeout=args.timeout,
-        out=lambda text: print(text, file=sys.stderr, flush=True),
-        baudrate=settings["baudrate"], parity=settings["parity"], bytesize=settings["bytesize"],
-        stopbits=settings["stopbits"],
-    ))
+    try:
+        found = asyncio.run(modbus_probe.probe(
+            args.modbus, unit_ids=units, timeout=args.timeout,
+            out=lambda text: print(text, file=sys.stderr, flush=True),
+            baudrate=settings["baudrate"], parity=settings["parity"], bytesize=settings["bytesize"],
+            stopbits=settings["stopbits"],
+        ))
+    except ModbusException as exc:  # includes ConnectionException: one readable line, not a traceback
+        print(f"floorwatch probe: {exc}", file=sys.stderr)
+        return 2
     if not found:
         print(f"{args.modbus}: no Modbus unit answered among ids {args.units}")
         return 1
@@ -304,9 +308,6 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     except (ValueError, serial.SerialException, OSError) as exc:
-        print(f"floorwatch probe: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - Modbus connection errors: one readable line, not a traceback
         print(f"floorwatch probe: {exc}", file=sys.stderr)
         return 2
     report(args.port, found)
