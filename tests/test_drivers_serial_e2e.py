@@ -188,3 +188,39 @@ async def test_a_long_run_without_frame_end_is_rejected_not_read_as_digits(pty_p
         await wait_until(lambda: len(got.items) >= 1 and driver.health.frames_rejected >= 2, 3, "the good frame")
     assert got.values == [1.5]
     assert "no frame end" in driver.health.last_reject_reason
+
+
+async def test_a_fast_stream_is_read_completely_and_in_order(pty_pair):
+    """Twenty thousand frames as fast as the pty takes them: none lost, none reordered, loop not held."""
+    master, path = pty_pair
+    spec = registry.get("aandd")
+    driver = spec.driver(instrument("fast-1", "aandd", path), spec.options.model_validate({}), SYSTEM_CLOCK)
+    got = Collector()
+    n = 20_000
+    data = b"".join(f"ST,{i / 10:+09.1f}  g\r\n".encode() for i in range(n))
+
+    def write_all() -> None:
+        os.set_blocking(master, True)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(master, view[:4096]):]
+
+    ticks = 0
+
+    async def heartbeat():
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    beat = asyncio.create_task(heartbeat())
+    async with running(driver, got):
+        await wait_until(lambda: driver.health.connected, 3, "connection")
+        started = asyncio.get_running_loop().time()
+        await asyncio.to_thread(write_all)
+        await wait_until(lambda: len(got.items) >= n, 20, f"{n} frames")
+        elapsed = asyncio.get_running_loop().time() - started
+    beat.cancel()
+    assert got.values == [i / 10 for i in range(n)]
+    assert driver.health.frames_rejected == 0
+    assert ticks >= elapsed / 0.01 * 0.5  # the event loop kept running while frames poured in
