@@ -17,6 +17,10 @@ driver):
 Overload, underload and instrument errors always pass through (once per change of state, so that a scale
 stuck in overload does not flood the line with alarms).
 
+Scales whose frames carry no stability flag (the XK3190 binary frame) report every reading as stable; for
+them ``settle_readings`` > 1 asks for that many consecutive readings within ``settle_band`` of each other
+before a reading counts as stable in ``part`` and ``stable`` modes.
+
 >>> from drivers.base import Decoded
 >>> from edge.model import Status
 >>> w = PartWeigher(WeighingOptions(weighing="part", threshold=5, zero_band=0.5))
@@ -28,6 +32,7 @@ stuck in overload does not flood the line with alarms).
 
 from __future__ import annotations
 
+import collections
 import math
 from typing import ClassVar, Literal
 
@@ -50,6 +55,10 @@ class WeighingOptions(BaseModel):
     )
     threshold: float = Field(0.0, description="A part counts from this weight up (in the scale's unit)")
     zero_band: float = Field(0.0, ge=0, description="The pan counts as empty within ±zero_band of zero")
+    settle_readings: int = Field(
+        1, ge=1, le=100, description="Consecutive readings within settle_band before a reading counts as stable"
+    )
+    settle_band: float = Field(0.0, ge=0, description="Largest spread of the settle_readings (scale unit)")
 
     @model_validator(mode="after")
     def _part_threshold(self) -> WeighingOptions:
@@ -64,7 +73,7 @@ class WeighingOptions(BaseModel):
 class PartWeigher:
     """The stage after a scale parser: call it with each decoded reading; returns the reading to emit or None."""
 
-    __slots__ = ("mode", "threshold", "zero_band", "armed", "_last_fault")
+    __slots__ = ("mode", "threshold", "zero_band", "armed", "_last_fault", "_settle", "_band", "_recent")
 
     def __init__(self, options: WeighingOptions) -> None:
         self.mode = options.weighing
@@ -72,14 +81,19 @@ class PartWeigher:
         self.zero_band = options.zero_band
         self.armed = True  # an empty pan is assumed at start; a part already on the pan is weighed once
         self._last_fault: tuple[Status, str] | None = None
+        self._settle = options.settle_readings
+        self._band = options.settle_band
+        self._recent: collections.deque[float] = collections.deque(maxlen=options.settle_readings)
 
     def __call__(self, d: Decoded) -> Decoded | None:
         if self.mode == "all":
             return d
         status = d.status
         if status is Status.UNSTABLE:
+            self._recent.clear()
             return None
         if status is not Status.OK or not math.isfinite(d.value):
+            self._recent.clear()
             fault = (status, d.detail)
             if fault == self._last_fault:
                 return None
@@ -87,12 +101,17 @@ class PartWeigher:
             return d
         self._last_fault = None
         value = d.value
+        steady = True
+        if self._settle > 1:
+            recent = self._recent
+            recent.append(value)
+            steady = len(recent) == self._settle and max(recent) - min(recent) <= self._band
         if self.mode == "stable":
-            return d if value >= self.threshold else None
+            return d if steady and value >= self.threshold else None
         if abs(value) <= self.zero_band:
             self.armed = True
             return None
-        if self.armed and value >= self.threshold:
+        if self.armed and steady and value >= self.threshold:
             self.armed = False
             return d
         return None

@@ -11,6 +11,8 @@ Sample configuration::
     weighing = "part"
     threshold = 2.0
     zero_band = 0.1
+    settle_readings = 3  # no stability flag in the frame: three readings within 0.02 kg count as stable
+    settle_band = 0.02
 
 Protocol notes (docs/drivers/xk3190.md has more):
 
@@ -19,9 +21,9 @@ Protocol notes (docs/drivers/xk3190.md has more):
   the digits and the decimals byte (bytes 2–9).
 * the nibble encoding varies by firmware: ASCII hex (``'A'`` for 10) or ``0x30 + nibble`` (``':'`` for
   10). Both are accepted — UNCONFIRMED which firmware sends which.
-* the frame has no stability flag: every frame is reported ``ok``; with ``weighing = "part"`` choose a
-  threshold well above the settling overshoot, or prefer the indicator's text output (driver
-  ``indicator``) when it offers one.
+* the frame has no stability flag: every frame is reported ``ok``; with ``weighing = "part"`` set
+  ``settle_readings``/``settle_band`` so that a weight counts once it stops moving, or prefer the
+  indicator's text output (driver ``indicator``) when it offers one.
 * bytes before a start byte are counted as one rejected frame (resynchronisation), never glued to a
   good frame. 9600 8N1 is common (UNCONFIRMED as the factory setting).
 """

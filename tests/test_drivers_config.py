@@ -197,3 +197,19 @@ def test_all_mode_passes_everything():
 def test_part_mode_needs_a_threshold_above_the_zero_band():
     with pytest.raises(ValidationError, match="must be above zero_band"):
         WeighingOptions(weighing="part", threshold=0.5, zero_band=0.5)
+
+
+def test_settling_is_required_for_scales_without_a_stability_flag():
+    w = PartWeigher(WeighingOptions(weighing="part", threshold=10, zero_band=1, settle_readings=3, settle_band=0.2))
+    stream = [(0, OK), (60, OK), (104, OK), (99.5, OK), (100.1, OK), (100.0, OK), (100.05, OK), (0, OK),
+              (90, OK), (95, OK), (math.nan, OVER), (95, OK), (95, OK), (95.1, OK)]
+    out = _feed(w, stream)
+    # part 1 once its last three readings agree within 0.2; part 2's run is broken by the overload and restarts
+    assert [s for _, s in out] == [OK, OVER, OK]
+    assert out[0][0] == 100.05 and math.isnan(out[1][0]) and out[2][0] == 95.1
+
+
+def test_settling_in_check_weigher_mode():
+    w = PartWeigher(WeighingOptions(weighing="stable", threshold=10, settle_readings=2, settle_band=0.1))
+    stream = [(50, OK), (50.05, OK), (50.3, OK), (50.3, OK), (20, UNSTABLE), (20, OK), (20.0, OK)]
+    assert _feed(w, stream) == [(50.05, OK), (50.3, OK), (20.0, OK)]

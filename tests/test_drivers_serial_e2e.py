@@ -224,3 +224,15 @@ async def test_a_fast_stream_is_read_completely_and_in_order(pty_pair):
     assert got.values == [i / 10 for i in range(n)]
     assert driver.health.frames_rejected == 0
     assert ticks >= elapsed / 0.01 * 0.5  # the event loop kept running while frames poured in
+
+
+async def test_part_weighing_on_a_scale_without_stability_flag_waits_for_settling():
+    spec, opts, sim = make("xk3190", {"weighing": "part", "threshold": 5.0, "zero_band": 0.5,
+                                      "settle_readings": 3, "settle_band": 0.001})
+    async with sim:
+        driver = spec.driver(instrument("platform-2", "xk3190", sim.endpoint["port"]), opts, SYSTEM_CLOCK)
+        got = Collector()
+        async with running(driver, got):
+            await wait_until(lambda: len(got.items) >= 4, 10, "four parts")
+    # the settling readings (60 % and 108 % of the part) are never taken for the part's weight
+    assert all(abs(v - 25.0) < 0.2 for v in got.values), got.values
