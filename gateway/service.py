@@ -447,11 +447,15 @@ class Gateway:
             restored.append(name)
         if data.get("alerts") is not None:
             try:
-                self.alerts = AlertTracker.from_state(self.config.alerts, data["alerts"]) \
-                    if _takes_config(AlertTracker.from_state) else AlertTracker.from_state(data["alerts"])
+                self.alerts = AlertTracker.from_state(self.config.alerts, data["alerts"])
             except (ValueError, TypeError, KeyError) as exc:
                 self.events.warning("alert_state_not_restored", reason=str(exc))
         self._active = {(a.subject, a.kind) for a in self.alerts.active()}
+        known = set(self.characteristics) | {i.name for i in self.config.instruments} | {"spool", "gateway"}
+        for subject in sorted({s for s, _ in self._active} - known):
+            for tr in self.alerts.clear(subject, ts_ns=self.clock.now_ns(),
+                                        message=f"{subject} is no longer in the configuration"):
+                self._alert(tr)
         for subject, kind in self._active:
             ch = self.characteristics.get(subject)
             if ch is not None:
@@ -585,8 +589,11 @@ class Gateway:
                 message = f"{cfg.name}: {_RULE_TEXT.get(kind, kind)} (value {r.value:g} {cfg.unit})"
             else:
                 message = f"{cfg.name}: {_RULE_TEXT.get(kind, kind)} no longer seen"
+            # out_of_spec clears only when the value is back inside by the hysteresis margin (the tracker
+            # computes it from the limits); a control rule clears when the rule no longer fires
             tr = self.alerts.update(cfg.name, kind, active, ts_ns=r.ts_ns, severity=check.severity,
-                                    value=r.value, limit=limit, lsl=lsl, usl=usl, message=message)
+                                    value=r.value, limit=limit, lsl=lsl, usl=usl, message=message,
+                                    clearance_ok=None if kind == "out_of_spec" else True)
             if tr is not None:
                 self._alert(tr)
                 transitions += 1
@@ -640,7 +647,7 @@ class Gateway:
                           key=f"{alert.subject}/{alert.kind}", subject=alert.subject, kind=alert.kind,
                           severity=alert.severity.value, seq=seq, message=alert.message)
         if self.webhook is not None:
-            self.webhook.submit(alert)
+            self.webhook.send_alert(alert)
         for fn in self.listeners:
             fn("alert", alert)
 
@@ -906,7 +913,8 @@ class Gateway:
         if cfg.alerts.webhook_url:
             from edge.webhook import WebhookSender
 
-            self.webhook = WebhookSender(cfg.alerts.webhook_url, timeout=cfg.alerts.webhook_timeout)
+            self.webhook = WebhookSender.from_config(cfg.alerts)
+            await self.webhook.__aenter__()
         self.events.info("gateway_starting", gateway=f"{cfg.gateway.site}/{cfg.gateway.line}/{cfg.gateway.id}",
                          version=edge.__version__, spool=str(self.spool_path),
                          broker=safe_url(cfg.mqtt.url) if self.publish else "none (spool-only)")
@@ -920,8 +928,6 @@ class Gateway:
                                              clock=self.clock)
                 self.publisher = await publisher_cm.__aenter__()
                 tasks.append(asyncio.create_task(self._publish_loop(), name="mqtt"))
-            if self.webhook is not None and hasattr(self.webhook, "run"):
-                tasks.append(asyncio.create_task(self.webhook.run(), name="webhook"))
             if cfg.web.enabled:
                 from gateway.web import StatusServer
 
@@ -1019,11 +1025,9 @@ class Gateway:
                 await t
         if self.web is not None:
             await self.web.stop()
-        if self.webhook is not None and hasattr(self.webhook, "close"):
+        if self.webhook is not None:
             with contextlib.suppress(Exception):
-                res = self.webhook.close()
-                if asyncio.iscoroutine(res):
-                    await res
+                await self.webhook.close()
         if self.spool is not None:
             backlog = self.spool.backlog()
             self.spool.close()
@@ -1066,15 +1070,6 @@ def _clean(obj: Any) -> Any:
     if isinstance(obj, bytes):
         return obj.decode("latin-1")
     return obj
-
-
-def _takes_config(fn: Callable) -> bool:
-    import inspect
-
-    try:
-        return len(inspect.signature(fn).parameters) >= 2
-    except (TypeError, ValueError):
-        return False
 
 
 def run_gateway(config: GatewayConfig, **kwargs: Any) -> int:
