@@ -144,6 +144,18 @@ def explain_connack(reason: Any, config: MqttConfig) -> ConnectError:
     return ConnectError(f"the broker at {where} refused the connection: {reason}")
 
 
+def _close_sockets_of(exc: BaseException) -> None:
+    """Close sockets a failed ``connect()`` left open (paho drops a TLS socket whose handshake failed
+    without closing it): one file descriptor per attempt would otherwise wait for the garbage collector."""
+    tb = exc.__traceback__
+    while tb is not None:
+        for value in list(tb.tb_frame.f_locals.values()):
+            if isinstance(value, socket.socket):
+                with contextlib.suppress(OSError):
+                    value.close()
+        tb = tb.tb_next
+
+
 class _Session:
     """One TCP/TLS connection attempt with its own paho client and network thread."""
 
@@ -176,6 +188,7 @@ class _Session:
         try:
             self.client.connect(cfg.host, cfg.port, cfg.keepalive)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a readable message
+            _close_sockets_of(exc)
             self._post(self._fail, ConnectError(explain_connect_error(exc, cfg)), "connect failed")
             return
         self.tcp_connected = True

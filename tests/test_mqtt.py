@@ -238,6 +238,7 @@ def test_last_will_offline_is_delivered_when_the_gateway_is_killed(mosquitto, tm
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        proc.stdout.close()
     sub.wait(lambda: sub.status()[-1][0] == "offline", timeout=10)
     sub.close()
     late = Subscriber(mosquitto, TOPICS.status, client_id="late", clean=True)

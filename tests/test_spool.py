@@ -227,6 +227,7 @@ def _run_writer_and_kill(path: Path, flushes: int) -> int:
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
     return last
 
