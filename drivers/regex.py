@@ -99,9 +99,11 @@ def parser(options: RegexOptions | None) -> Parser:
     default_unit = options.unit
     status_map = {k.encode(): Status(v) for k, v in options.status_map.items()}
     number = _NUMBER.fullmatch
+    term = unescape(options.terminator)
+    tlen = len(term)
 
     def parse(frame: bytes) -> ParseResult:
-        body = strip_frame(frame)
+        body = strip_frame(frame[:-tlen] if frame.endswith(term) else frame)
         m = match(body)
         if m is None:
             if not body:

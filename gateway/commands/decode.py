@@ -63,7 +63,7 @@ def parse_option(text: str) -> tuple[str, Any]:
         return key, value
 
 
-def make_parser(driver: str, options: dict[str, Any]) -> tuple[Parser, Any]:
+def make_parser(driver: str, options: dict[str, Any]) -> tuple[Parser, Any, Any]:
     """The parser of ``driver`` with ``options`` validated as in a configuration file."""
     try:
         spec = registry.get(driver)
@@ -85,7 +85,7 @@ def make_parser(driver: str, options: dict[str, Any]) -> tuple[Parser, Any]:
                      for e in exc.errors()]
             raise UsageError("; ".join(lines)) from None
     try:
-        return spec.parser(opts), spec
+        return spec.parser(opts), spec, opts
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -105,7 +105,7 @@ def result_dict(frame: bytes, result: Decoded | Rejected | Any) -> dict[str, Any
 
 def decode_frames(driver: str, frames: list[bytes], options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Decode ``frames`` with ``driver``: the code path of the command and of the golden-frame tests."""
-    parse, _ = make_parser(driver, options or {})
+    parse, _, _ = make_parser(driver, options or {})
     return [result_dict(f, parse(f)) for f in frames]
 
 
@@ -126,7 +126,9 @@ def frames_from_args(texts: list[str], hex_mode: bool) -> list[bytes]:
 def run(args: argparse.Namespace) -> int:
     try:
         options = dict(parse_option(o) for o in args.option)
-        parse, spec = make_parser(args.driver, options)
+        parse, spec, opts = make_parser(args.driver, options)
+        # the regex driver's line end is an option; the others' is fixed by the protocol
+        terminator = unescape(opts.terminator) if isinstance(getattr(opts, "terminator", None), str) else spec.terminator
         tail = b""
         if args.frames:
             frames = frames_from_args(args.frames, args.hex)
@@ -135,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
                 print("reading frames from standard input (end with Ctrl-D); or give them as arguments",
                       file=sys.stderr)
             start = getattr(spec.driver, "start", None)
-            framer = Framer(spec.terminator, start=start, max_len=4096)
+            framer = Framer(terminator, start=start, max_len=4096)
             frames = framer.feed(sys.stdin.buffer.read())
             tail = framer.pending()
     except UsageError as exc:
@@ -143,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     rejected = 0
     for frame in frames:
-        if not args.frames and not frame.endswith(spec.terminator):
+        if not args.frames and not frame.endswith(terminator):
             # what the running driver does too: only whole frames are parsed
             result: Any = Rejected("bytes without a frame end (line noise, or the capture began mid-frame)")
         else:
