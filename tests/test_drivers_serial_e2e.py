@@ -236,3 +236,33 @@ async def test_part_weighing_on_a_scale_without_stability_flag_waits_for_settlin
             await wait_until(lambda: len(got.items) >= 4, 10, "four parts")
     # the settling readings (60 % and 108 % of the part) are never taken for the part's weight
     assert all(abs(v - 25.0) < 0.2 for v in got.values), got.values
+
+
+async def test_regex_driver_polls_with_its_request_and_reads_its_own_line_end(pty_pair):
+    master, path = pty_pair
+    spec = registry.get("regex")
+    opts = spec.options.model_validate({"pattern": r"T=(?P<value>[+-]?\d+\.\d+)(?P<unit>mm) (?P<status>OK|OVER)",
+                                        "terminator": ";", "request": r"READ\r\n",
+                                        "status_map": {"OK": "ok", "OVER": "overload"}})
+    driver = spec.driver(instrument("thick-1", "regex", path, poll_interval=0.05), opts, SYSTEM_CLOCK)
+    got = Collector()
+    async with running(driver, got):
+        loop = asyncio.get_running_loop()
+        answers = iter([b"T=+0.512mm OK;", b"T=0.600mm OVER;", b"garbage;", b"T=-0.010mm OK;"])
+        requests = 0
+
+        def answer():
+            nonlocal requests
+            data = os.read(master, 100)
+            for _ in range(data.count(b"READ\r\n")):
+                requests += 1
+                os.write(master, next(answers, b""))
+
+        loop.add_reader(master, answer)
+        try:
+            await wait_until(lambda: len(got.items) >= 3, 5, "three values")
+        finally:
+            loop.remove_reader(master)
+    assert [(m.value, m.unit, m.status) for m in got.items[:3]] == [
+        (0.512, "mm", Status.OK), (0.6, "mm", Status.OVERLOAD), (-0.01, "mm", Status.OK)]
+    assert driver.health.frames_rejected == 1 and requests >= 4
