@@ -272,7 +272,8 @@ class Spool:
                 db.close()
             raise
 
-    def _move_aside(self, exc: Exception) -> None:
+    def _move_aside(self, exc: Exception, lost_records: int | None = None) -> None:
+        """``lost_records``: rows the damaged file held, when known (found while running); None on open."""
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock.now_ns() / 1e9))
         target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
         n = 1
@@ -290,7 +291,7 @@ class Spool:
                     moved.append(f"{target}{suffix}")
         self._corrupt_moved += 1
         detail = {"path": str(self.path), "moved_to": str(target), "error": str(exc),
-                  "lost_records": self._committed}
+                  "lost_records": lost_records}
         self.events.append(("corrupt", detail))
         log.error("spool %s is damaged (%s); moved to %s and started a new spool", self.path, exc, target)
 
@@ -302,7 +303,7 @@ class Spool:
             except sqlite3.Error:
                 pass
             self._db = None
-        self._move_aside(exc)
+        self._move_aside(exc, lost_records=self._committed - len(self._acked))
         self._open_db(check=False, known_last=self._last_issued)
 
     # --- sequence numbers -----------------------------------------------------------------------------

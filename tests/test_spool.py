@@ -5,6 +5,7 @@ The crash test runs a real writer process and kills it with SIGKILL in the middl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -39,7 +40,7 @@ def add_batch(spool: Spool, n: int = 10, topic: str = "fw/readings") -> tuple[in
 
 
 def all_records(path: Path) -> list[tuple[int, int | None, int | None]]:
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         return db.execute("SELECT id, first_seq, last_seq FROM outbox ORDER BY id").fetchall()
 
 
@@ -155,25 +156,49 @@ def test_garbage_spool_file_is_moved_aside_and_numbers_are_not_reused(tmp_path: 
         assert spool.backlog() == 1
 
 
-def test_damaged_pages_found_while_running_are_recovered(tmp_path: Path) -> None:
+def _damage_table_pages(path: Path) -> None:
+    """What a failing SD card does: bytes of the table's pages (from page 3 on) become garbage."""
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:
+        fh.seek(4096 * 2)
+        fh.write(b"\xff" * (size - 4096 * 3))
+
+
+def test_damaged_pages_found_on_open_are_moved_aside(tmp_path: Path) -> None:
     path = tmp_path / "spool.sqlite"
     with Spool(path, max_bytes=64 * MiB) as spool:
         for _ in range(40):
             add_batch(spool, 200)
         spool.flush()
-    # Clean close, then the card flips bytes in the middle of the table.
-    size = path.stat().st_size
-    with open(path, "r+b") as fh:
-        fh.seek(4096 * 2)
-        fh.write(b"\xff" * (size - 4096 * 3))
+    _damage_table_pages(path)
     with Spool(path, max_bytes=64 * MiB) as spool:
-        spool.pending(100)
+        events = dict(spool.drain_events())
+        assert "malformed" in events["corrupt"]["error"] and events["corrupt"]["lost_records"] is None
         add_batch(spool, 5)
         spool.flush()
-        kinds = [kind for kind, _ in spool.drain_events()]
-        assert "corrupt" in kinds
-        records = spool.pending(100)
-        assert [r.last_seq for r in records][-1] == spool.last_seq, "new data kept in the new spool"
+        assert [r.last_seq for r in spool.pending(100)] == [spool.last_seq], "new data kept in the new spool"
+
+
+def test_damage_found_while_running_keeps_memory_and_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite"
+    with Spool(path, max_bytes=64 * MiB) as spool:
+        for _ in range(40):
+            add_batch(spool, 200)
+        spool.flush()
+        spool._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the rows are in the main file now
+        _damage_table_pages(path)
+        other = sqlite3.connect(path)  # any other write makes SQLite re-read the damaged pages
+        other.execute("INSERT OR REPLACE INTO meta VALUES ('touched', 1)")
+        other.commit()
+        other.close()
+        assert spool.pending(100) == []
+        (kind, detail), = spool.drain_events()
+        assert kind == "corrupt" and detail["lost_records"] == 40
+        add_batch(spool, 5)  # what was still in memory goes to the new file ...
+        spool.flush()
+        # ... and the numbers go on where they were: this process knows every number it issued.
+        assert [(r.first_seq, r.last_seq) for r in spool.pending(10)] == [(8001, 8005)]
+        assert spool.stats()["sequence_skipped"] == 0
 
 
 def test_unclean_stop_after_reboot_skips_to_the_reservation(tmp_path: Path, monkeypatch) -> None:
@@ -248,7 +273,7 @@ def test_sigkill_mid_load_neither_reuses_nor_skips_numbers(tmp_path: Path) -> No
             assert spool.stats()["sequence_skipped"] == 0
         # the probe above issued a number without data and closed: that number is committed and unused;
         # remove it so the contiguity check of the next round stays exact.
-        with sqlite3.connect(path) as db:
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (committed,))
         if round_ == 0:
             seen_again = _run_writer_and_kill(path, 10)
