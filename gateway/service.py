@@ -706,33 +706,30 @@ class Gateway:
             self._alert(tr)
 
     def _instrument_check(self, inst: InstrumentState, now: float) -> None:
-        """Online/offline from the driver's health, with a grace period so a replug is not an outage."""
-        if inst.driver is None:
-            return
-        health = inst.driver.health
+        """Online/offline from the driver's health, with a grace period so a replug is not an outage.
+        An instrument whose driver could not even be created is offline from the start, with the reason."""
+        health = inst.driver.health if inst.driver is not None else None
         name = inst.config.name
         grace = self.offline_after if self.offline_after is not None else max(3.0, 3 * inst.config.timeout)
-        if health.connected:
+        reason = (health.last_error if health is not None else inst.error) or "no connection"
+        detail = {} if health is None else {"frames_ok": health.frames_ok, "frames_rejected": health.frames_rejected,
+                                            "reconnects": health.reconnects}
+        if health is not None and health.connected:
             inst.down_since = None
             if inst.online is not True:
                 inst.online, inst.since = True, now
-                self.status_event(name, "online", "instrument connected",
-                                  {"frames_ok": health.frames_ok, "reconnects": health.reconnects})
+                self.status_event(name, "online", "instrument connected", detail)
                 self.events.info("instrument_online", instrument=name)
         else:
             if inst.down_since is None:
                 inst.down_since = now
-            if inst.online is not False and now - inst.down_since >= grace:
+            if inst.online is not False and (health is None or now - inst.down_since >= grace):
                 inst.online, inst.since = False, now
-                reason = health.last_error or "no connection"
-                self.status_event(name, "offline", reason,
-                                  {"frames_ok": health.frames_ok, "frames_rejected": health.frames_rejected,
-                                   "reconnects": health.reconnects})
+                self.status_event(name, "offline", reason, detail)
                 self.events.warning("instrument_offline", instrument=name, error=reason)
         offline = inst.online is False
         if offline or (name, "instrument_offline") in self._active:
-            message = (f"{name} offline: {health.last_error or 'no connection'}" if offline
-                       else f"{name} back online")
+            message = f"{name} offline: {reason}" if offline else f"{name} back online"
             tr = self.alerts.update(name, "instrument_offline", offline, ts_ns=self.clock.now_ns(),
                                     severity=Severity.CRITICAL, message=message)
             if tr is not None:

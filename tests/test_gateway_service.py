@@ -15,6 +15,7 @@ from edge.clock import ManualClock
 from edge.config import parse_config
 from edge.model import AlertState, Measurement, Status, decode_batch, loads
 from gateway.service import EventLog, Gateway, safe_url
+from harness._util import free_port
 
 
 def make_config(tmp_path: Path, **over) -> dict:
@@ -267,3 +268,84 @@ def test_log_lines_are_one_per_event_rate_limited_and_free_of_secrets():
     assert len(lines) == 3
     assert lines[2].endswith("repeated=99")
     assert safe_url("mqtts://gw-01:hunter2@broker:8883") == "mqtts://broker:8883"
+
+
+def test_a_value_sitting_on_the_limit_does_not_flap(tmp_path):
+    clock = ManualClock()
+    gw, _ = gateway(tmp_path, clock, alerts={"debounce": 1, "clear_after": 2, "hysteresis": 0.1})
+    # around the USL (12.05): out, just in, out, just in ... then convincingly back inside
+    feed(gw, clock, [12.051, 12.049, 12.052, 12.048, 12.051, 12.049, 12.049, 12.0, 12.0])
+    states = [obj.state for kind, obj, _ in spooled(gw) if kind == "alerts/bore/out_of_spec"]
+    assert states == [AlertState.RAISED, AlertState.CLEARED]
+    gw.close()
+
+
+def test_restored_alert_of_a_removed_characteristic_is_cleared(tmp_path):
+    clock = ManualClock()
+    gw, _ = gateway(tmp_path, clock)
+    feed(gw, clock, [12.09])
+    assert ("bore", "out_of_spec") in {(a.subject, a.kind) for a in gw.alerts.active()}
+    gw.close()
+    last = gw.spool.last_seq
+    cfg = make_config(tmp_path)
+    cfg["characteristics"][0]["name"] = "bore_renamed"
+    gw2 = Gateway(parse_config(cfg), clock=clock, events=EventLog(stream=io.StringIO()), publish=False)
+    gw2.open()
+    assert not gw2.alerts.active()
+    records = spooled(gw2)
+    cleared = [obj for kind, obj, rec in records if kind.startswith("alerts/bore/") and rec.first_seq > last]
+    assert cleared and all(a.state is AlertState.CLEARED for a in cleared)
+    assert [obj for kind, obj, _ in records if kind == "active/bore/out_of_spec"][-1] == b""
+    gw2.close()
+
+
+async def test_instrument_offline_is_reported_and_alerts_go_to_the_webhook(tmp_path):
+    """A driver that cannot open its port: offline event and alert after the grace period; the alert is
+    POSTed to a real HTTP receiver."""
+    import asyncio
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cfg = make_config(tmp_path, alerts={"webhook_url": f"http://127.0.0.1:{server.server_port}/hook"})
+    points = [{"name": "", "address": 0, "type": "u32", "counter": True}]
+    cfg["instruments"] = [{"name": "caliper-1", "driver": "mitutoyo", "port": str(tmp_path / "no-such-port")},
+                          {"name": "counter-1", "driver": "modbus", "host": "127.0.0.1", "tcp_port": free_port(),
+                           "timeout": 0.2, "options": {"points": points}},
+                          # a driver that cannot even be created (no register map) is offline, with the reason
+                          {"name": "plc-2", "driver": "modbus", "host": "127.0.0.1"}]
+    out = io.StringIO()
+    gw = Gateway(parse_config(cfg), events=EventLog(stream=out, timestamps=False), publish=False,
+                 offline_after=0.3)
+    events = []
+    gw.listeners.append(lambda kind, rec: events.append(rec) if kind == "event" else None)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gw.run(stop))
+    try:
+        for _ in range(100):
+            if len([r for r in received if r["kind"] == "instrument_offline"]) == 3:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        assert await task == 0
+        server.shutdown()
+    offline = {e.subject for e in events if e.state == "offline"}
+    assert offline == {"caliper-1", "counter-1", "plc-2"}
+    assert {r["subject"] for r in received if r["kind"] == "instrument_offline"} == offline
+    plc = next(e for e in events if e.subject == "plc-2")
+    assert "register map" in plc.message
+    assert all(r["state"] == "raised" and r["severity"] == "critical" and r["seq"] > 0 for r in received)
+    assert "event=instrument_offline instrument=caliper-1" in out.getvalue()
