@@ -6,10 +6,11 @@ with three brakes (configured in ``[alerts]``, ``edge.config.AlertsConfig``):
 
 * ``debounce``: an alert is raised only after that many consecutive points with the condition active;
 * ``clear_after``: a raised alert clears only after that many consecutive points without it;
-* ``hysteresis``: a point counts towards clearing only if the value is back inside the limits by that
-  fraction of the tolerance (``usl - lsl``); a value on the limit keeps the alert raised. One-sided
-  specifications and threshold alerts (``limit`` only: Cpk, backlog) use that fraction of the limit's
-  magnitude (``AlertTracker.inside_margin``). Callers with their own notion pass ``clearance_ok``.
+* ``hysteresis``: for alerts given spec limits (``lsl``/``usl``), a point counts towards clearing only if
+  the value is back inside the limits by that fraction of the tolerance (``usl - lsl``; a one-sided
+  specification uses that fraction of the limit's magnitude); a value on the limit keeps the alert raised.
+  Other alerts clear when the condition is gone, or as the caller decides with ``clearance_ok`` — e.g.
+  ``clearance_ok=tracker.inside_margin(cpk, limit=1.33)`` for hysteresis on a threshold.
 
 Every raised alert is followed, eventually, by exactly one cleared event for the same subject and kind;
 ``active()`` lists the raised ones (status page, retained ``active/…`` topics). ``state()``/``from_state()``
@@ -156,7 +157,10 @@ class AlertTracker:
             entry.clear_run = 0
             return None
         if clearance_ok is None:
-            clearance_ok = self.inside_margin(value, limit, lsl, usl)
+            # Spec limits given: hysteresis applies. Threshold-only alerts (Cpk, backlog, idle time) clear as
+            # soon as the condition is gone, unless the caller passes clearance_ok=tracker.inside_margin(...).
+            has_limits = math.isfinite(lsl) or math.isfinite(usl)
+            clearance_ok = self.inside_margin(value, math.nan, lsl, usl) if has_limits else True
         if not clearance_ok:
             entry.clear_run = 0  # back inside, but not convincingly: still on the limit
             return None

@@ -119,13 +119,19 @@ def test_transition_becomes_a_v1_alert_payload() -> None:
     assert encode(plain)["value"] is None and math.isnan(plain.value)
 
 
-def test_threshold_alerts_get_hysteresis_from_their_limit() -> None:
-    t = AlertTracker(AlertsConfig(debounce=1, clear_after=1, hysteresis=0.1))
-    states = []
-    for i, cpk in enumerate([1.2, 1.34, 1.40, 1.47]):  # clears once Cpk >= 1.33 + 0.133
-        tr = t.update("bore", "cpk_low", cpk < 1.33, ts_ns=i, severity=Severity.WARNING, value=cpk, limit=1.33)
-        states.append(tr.state.value if tr else "-")
-    assert states == ["raised", "-", "-", "cleared"]
+def test_threshold_alerts_clear_plainly_unless_the_caller_asks_for_hysteresis() -> None:
+    def states(tracker: AlertTracker, ask: bool) -> list[str]:
+        out = []
+        for i, cpk in enumerate([1.2, 1.34, 1.40, 1.47]):
+            tr = tracker.update("bore", "cpk_low", cpk < 1.33, ts_ns=i, severity=Severity.WARNING, value=cpk,
+                                limit=1.33, clearance_ok=tracker.inside_margin(cpk, 1.33) if ask else None)
+            out.append(tr.state.value if tr else "-")
+        return out
+
+    cfg = AlertsConfig(debounce=1, clear_after=1, hysteresis=0.1)
+    assert states(AlertTracker(cfg), ask=False) == ["raised", "cleared", "-", "-"]
+    assert states(AlertTracker(cfg), ask=True) == ["raised", "-", "-", "cleared"]  # needs 1.33 + 0.133
+    t = AlertTracker(cfg)
     assert t.inside_margin(math.nan, 1.33) and AlertTracker(AlertsConfig()).inside_margin(1.331, 1.33)
 
 
