@@ -271,8 +271,9 @@ def probe_modbus(args: argparse.Namespace) -> int:
     from drivers import modbus_probe
 
     units = parse_units(args.units)
-    settings = _settings_of(args.settings[0]) if args.settings else {"baudrate": 9600, "bytesize": 8,
-                                                                    "parity": "E", "stopbits": 1}
+    # Without --settings, modbus_probe searches the common RTU settings itself (9600/19200, even/no parity).
+    settings = _settings_of(args.settings[0]) if args.settings else {"baudrate": None, "bytesize": 8,
+                                                                    "parity": None, "stopbits": 1}
     try:
         found = asyncio.run(modbus_probe.probe(
             args.modbus, unit_ids=units, timeout=args.timeout,
