@@ -213,29 +213,32 @@ else
 fi
 
 # ------------------------------------------------------------------ activate
-# udev and journald may not run (a container), or belong to another system (a chroot, where /sys is the
-# host's): the files then apply at the next boot
-if [ -z "$R" ] && command -v systemd-detect-virt >/dev/null && systemd-detect-virt --quiet --chroot; then
-    say "in a chroot: udev and journald are not reloaded; the rules and limits apply at the next boot"
-else
-    system udevadm control --reload-rules || say "udev is not running; the rules apply at the next boot"
-    system udevadm trigger --action=add --subsystem-match=tty || true
-    system systemctl restart systemd-journald || say "journald not restarted; its limits apply at the next boot"
-fi
-system systemctl daemon-reload
 if [ -n "$R" ]; then
+    system udevadm control --reload-rules
+    system udevadm trigger --action=add --subsystem-match=tty
+    system systemctl restart systemd-journald
+    system systemctl daemon-reload
     # systemctl edits only files under --root here: the unit is enabled in the staged tree
     systemctl --root="$R" --quiet enable floorwatch.service 2>/dev/null \
         || ln -sf /etc/systemd/system/floorwatch.service "$R/etc/systemd/system/multi-user.target.wants/floorwatch.service"
+    say "enabled in $R"
+elif [ ! -d /run/systemd/system ]; then
+    # a chroot, an image being built, a container: nothing to reload; all applies at the next boot
+    say "systemd is not running here: the unit is enabled for the next boot, udev and journald not reloaded"
+    systemctl --root=/ --quiet enable floorwatch.service
 else
+    udevadm control --reload-rules || say "udev is not running; the rules apply at the next boot"
+    udevadm trigger --action=add --subsystem-match=tty || true
+    systemctl restart systemd-journald || say "journald not restarted; its limits apply at the next boot"
+    systemctl daemon-reload
     systemctl enable floorwatch.service
-fi
-if [ -z "$R" ] && systemctl is-active --quiet floorwatch.service; then
-    say "restarting the running service (upgrade)"
-    systemctl restart floorwatch.service
-elif [ "$START" = 1 ]; then
-    system systemctl start floorwatch.service
-else
-    say "enabled, not started: edit /etc/floorwatch/gateway.toml, then: systemctl start floorwatch"
+    if systemctl is-active --quiet floorwatch.service; then
+        say "restarting the running service (upgrade)"
+        systemctl restart floorwatch.service
+    elif [ "$START" = 1 ]; then
+        systemctl start floorwatch.service
+    else
+        say "enabled, not started: edit /etc/floorwatch/gateway.toml, then: systemctl start floorwatch"
+    fi
 fi
 say "done"
