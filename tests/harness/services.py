@@ -13,6 +13,7 @@ Fixtures:
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import urllib.parse
@@ -36,6 +37,10 @@ class Broker:
         self.log = workdir / "mosquitto.log"
         (workdir / "persist").mkdir(exist_ok=True)
         head = f"listener {self.port} 127.0.0.1\nallow_anonymous true\n" if listener else ""
+        # Started as root, Mosquitto drops to the 'mosquitto' user, which cannot write the private temp
+        # directory: persistence (and so sessions across a restart) would silently not work.
+        if os.geteuid() == 0:
+            head = "user root\n" + head
         self.conf_path = workdir / "mosquitto.conf"
         self.conf_path.write_text(
             head
