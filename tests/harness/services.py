@@ -39,7 +39,7 @@ class Broker:
         head = f"listener {self.port} 127.0.0.1\nallow_anonymous true\n" if listener else ""
         # Started as root, Mosquitto drops to the 'mosquitto' user, which cannot write the private temp
         # directory: persistence (and so sessions across a restart) would silently not work.
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 and not any(line.startswith("user ") for line in conf.splitlines()):
             head = "user root\n" + head
         self.conf_path = workdir / "mosquitto.conf"
         self.conf_path.write_text(
