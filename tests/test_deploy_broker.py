@@ -113,13 +113,14 @@ class Client:
 
     def __init__(self, dep: Deployment, username: str | None, password: str | None = None,
                  protocol: int = mqtt.MQTTv5, client_id: str = "", persistent: bool = False,
-                 tls: bool = True) -> None:
+                 tls: bool = True, cert: tuple[Path, Path] | None = None) -> None:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
         self.client.enable_logger()
         if username is not None:
             self.client.username_pw_set(username, password if password is not None else dep.passwords[username])
         if tls:
-            self.client.tls_set(ca_certs=str(dep.certs / "ca.crt"))
+            certfile, keyfile = (str(cert[0]), str(cert[1])) if cert else (None, None)
+            self.client.tls_set(ca_certs=str(dep.certs / "ca.crt"), certfile=certfile, keyfile=keyfile)
         self.connack: ReasonCode | None = None
         self.connected = threading.Event()
         self.subscribed = threading.Event()
@@ -460,3 +461,22 @@ def test_add_gateway_refuses_bad_names_reserved_sites_and_silent_overwrites(tmp_
         assert result.returncode != 0 and message in result.stderr, (args, result.stderr)
     assert passwd.read_text().count("\n") == 1
     assert oct(passwd.stat().st_mode & 0o777) == "0o640"
+
+
+def test_client_certificates_from_gen_certs_work_for_mutual_tls(certs, mosquitto_factory, tmp_path, clients):
+    """The documented switch to mutual TLS: require_certificate true, client certificates by gen-certs.sh."""
+    passwd, secrets = tmp_path / "passwd", tmp_path / "secrets"
+    password = add_account(passwd, secrets, *GW1)
+    port = free_port()
+    conf = shipped_conf(certs, passwd, port)
+    assert conf.count("require_certificate false") == 1
+    broker = mosquitto_factory(conf.replace("require_certificate false", "require_certificate true"), port=port,
+                               listener=False)
+    dep = Deployment(broker, certs, {"/".join(GW1): password})
+    with_cert = clients(dep, "/".join(GW1), cert=(certs / "clients/gw-01.crt", certs / "clients/gw-01.key"))
+    assert not with_cert.connect().is_failure
+    assert with_cert.publish(topic(GW1, "readings")) in (0, 16)
+    without = clients(dep, "/".join(GW1))
+    without.client.connect_async("127.0.0.1", port)
+    without.client.loop_start()
+    assert not without.connected.wait(2), "a client without a certificate was accepted"
