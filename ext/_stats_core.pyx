@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-# distutils: extra_compile_args = -ffp-contract=off --param=max-inline-insns-single=1000 --param=inline-unit-growth=400
+# distutils: extra_compile_args = -ffp-contract=off -fno-math-errno -fno-trapping-math
 """Compiled statistics core: the arithmetic half of ``edge.stats.RollingStats``.
 
 This is ``edge/stats/reference.py`` written again in C terms, operation for operation and in the same
@@ -44,6 +44,9 @@ cdef enum:
     B_ABOVE_USL = 1 << 17
     B_REJECTED = 1 << 18
 
+cdef enum:
+    CHUNK = 256  # readings per chunk of _run (its point buffers live on the stack)
+
 cdef uint32_t POP3_GE2 = 0xE8
 cdef double CANCELLATION = 9.5367431640625e-07  # 2**-20
 cdef uint32_t POP5_GE4 = (1u << 15) | (1u << 23) | (1u << 27) | (1u << 29) | (1u << 30) | (1u << 31)
@@ -56,6 +59,21 @@ BIT_VALUES = {
     "cusum_low": B_CUSUM_LOW, "below_lsl": B_BELOW_LSL, "above_usl": B_ABOVE_USL,
     "rejected": B_REJECTED,
 }
+
+
+cdef extern from *:
+    """
+    /* c > 0 ? c : 0 (NaN and -0.0 give +0.0), as one maxsd on x86-64. Written in C because the compiler
+       turns the plain expression into a branch, which in-control data (C+ at 0 about half the time)
+       mispredicts, or into a cmov through integer registers that lengthens the CUSUM's dependency chain. */
+    #if defined(__SSE2__)
+    #include <emmintrin.h>
+    static inline double fw_pos(double c) { return _mm_cvtsd_f64(_mm_max_sd(_mm_set_sd(c), _mm_setzero_pd())); }
+    #else
+    static inline double fw_pos(double c) { return c > 0.0 ? c : 0.0; }
+    #endif
+    """
+    double _pos "fw_pos"(double c) noexcept nogil
 
 
 cdef double* _alloc(Py_ssize_t size) except NULL:
@@ -180,68 +198,345 @@ cdef void _limits(State* s, double center, double sigma) noexcept nogil:
     s.alt_run = s.last_dir = s.within_run = s.beyond_run = 0
     s.h2_hi = s.h2_lo = s.h1_hi = s.h1_lo = 0
 
-cdef inline uint32_t _push(State* s, double x, bint ok) noexcept nogil:
-    cdef uint32_t bits = 0
-    cdef Py_ssize_t N = s.N, p = s.pos
-    cdef double y, d, old, nxt, yo, mo
-    if not ok or not (x - x == 0.0):  # x - x is NaN for NaN and for ±inf
-        s.n_rejected += 1
-        return B_REJECTED
-    if x < s.lsl:
-        bits |= B_BELOW_LSL
-        s.n_below += 1
-    if x > s.usl:
-        bits |= B_ABOVE_USL
-        s.n_above += 1
-    if s.n == 0:
-        s.shift = x
-    y = x - s.shift
-    if s.n < N:
-        if s.n > 0:
-            s.mr_sum += fabs(x - s.last_x)
-        s.n += 1
-        d = y - s.mean_y
-        s.mean_y += d / <double> s.n
-        s.m2 += d * (y - s.mean_y)
-    else:
-        old = s.buf[p]
-        nxt = s.buf[p + 1] if p + 1 < N else s.buf[0]
-        s.mr_sum += fabs(x - s.last_x) - fabs(nxt - old)
-        yo = old - s.shift
-        d = y - yo
-        mo = s.mean_y
-        s.mean_y = mo + d * s.inv_n
-        s.m2 += d * ((y - s.mean_y) + (yo - mo))
-    s.buf[p] = x
-    # Removing readings far from the rest (a level change leaving the window) makes M2 collapse by
-    # cancellation: recompute exactly as soon as it fell by 2^20 from its peak since the last recompute.
-    if s.m2 > s.m2_peak:
-        s.m2_peak = s.m2
-    elif s.m2 < s.m2_peak * CANCELLATION:
-        _exact_moments(s, s.n)
-    if x > s.pmax:
-        s.pmax = x
-    if x < s.pmin:
-        s.pmin = x
-    s.last_x = x
-    p += 1
-    if p == N:
-        _block_end(s)
-        p = 0
-    s.pos = p
-    s.n_total += 1
+cdef void _run(State* s, const double* values, const unsigned char* okp, uint32_t* out,
+               Py_ssize_t count, double* o_mean, double* o_sd, double* o_lo, double* o_hi) noexcept nogil:
+    """Push ``count`` readings. ``okp`` may be NULL (all ok); the ``o_*`` outputs may be NULL.
 
+    The hot state lives in C locals (nothing can alias them, so the compiler keeps them in registers)
+    and goes back to ``s`` only around the rare calls that work on ``s`` and at the end. Readings are
+    taken in chunks of CHUNK, each in two tight loops: the window figures, then the control chart over
+    that chunk's chart points (the two never depend on each other). Shorter loop bodies let the
+    processor overlap more iterations; the arithmetic and its order are unchanged."""
+    cdef Py_ssize_t N = s.N, k = s.k, i
+    cdef double inv_n = s.inv_n, lsl = s.lsl, usl = s.usl, lam = s.lam, oml = s.oml, oml2 = s.oml2
+    cdef double ewma_c = s.ewma_c
+    cdef uint32_t rule_mask = s.rule_mask
+    cdef double* buf = s.buf
+    cdef double* smax = s.smax
+    cdef double* smin = s.smin
+    cdef int64_t n = s.n
+    cdef int64_t pos = s.pos
+    cdef double shift = s.shift
+    cdef double mean_y = s.mean_y
+    cdef double m2 = s.m2
+    cdef double m2_peak = s.m2_peak
+    cdef double mr_sum = s.mr_sum
+    cdef double last_x = s.last_x
+    cdef double pmax = s.pmax
+    cdef double pmin = s.pmin
+    cdef int64_t n_total = s.n_total
+    cdef int64_t n_rejected = s.n_rejected
+    cdef int64_t n_below = s.n_below
+    cdef int64_t n_above = s.n_above
+    cdef int64_t last_rules = s.last_rules
+    cdef int64_t limits_known = s.limits_known
+    cdef double center = s.center
+    cdef double t1 = s.t1
+    cdef double t2 = s.t2
+    cdef double t3 = s.t3
+    cdef double ewma_z = s.ewma_z
+    cdef double ewma_w = s.ewma_w
+    cdef double ewma_a = s.ewma_a
+    cdef double ewma_ucl = s.ewma_ucl
+    cdef double ewma_lcl = s.ewma_lcl
+    cdef int64_t ewma_const = s.ewma_const
+    cdef double cusum_p = s.cusum_p
+    cdef double cusum_n = s.cusum_n
+    cdef double cusum_hik = s.cusum_hik
+    cdef double cusum_lok = s.cusum_lok
+    cdef double cusum_h = s.cusum_h
+    cdef int64_t has_prev = s.has_prev
+    cdef double prev = s.prev
+    cdef int64_t run_above = s.run_above
+    cdef int64_t run_below = s.run_below
+    cdef int64_t run_up = s.run_up
+    cdef int64_t run_down = s.run_down
+    cdef int64_t alt_run = s.alt_run
+    cdef int64_t last_dir = s.last_dir
+    cdef int64_t within_run = s.within_run
+    cdef int64_t beyond_run = s.beyond_run
+    cdef int64_t h2_hi = s.h2_hi
+    cdef int64_t h2_lo = s.h2_lo
+    cdef int64_t h1_hi = s.h1_hi
+    cdef int64_t h1_lo = s.h1_lo
+    cdef uint32_t bits, rb, hi1, lo1, hi2, lo2
+    cdef int64_t ra, rbl, up, down, direction, nz, flip
+    cdef double x, y, d, old, nxt, yo, mo, pt, z, q, f, cp, cn
+    cdef Py_ssize_t p, start, end, j, npts, last_acc
+    cdef double pts[CHUNK]
+    cdef double ptr[CHUNK]
+    cdef Py_ssize_t ptidx[CHUNK]
+    cdef uint32_t ptbits[CHUNK]
+    start = 0
+    while start < count:
+        end = start + CHUNK if count - start > CHUNK else count
+        npts = 0
+        last_acc = -1
+        # pass 1: rejection, spec limits, window figures; collect the chart points
+        for i in range(start, end):
+            x = values[i]
+            if (okp != NULL and okp[i] == 0) or not (x - x == 0.0):  # x - x is NaN for NaN and for ±inf
+                n_rejected += 1
+                out[i] = B_REJECTED
+            else:
+                bits = 0
+                if x < lsl:
+                    bits |= B_BELOW_LSL
+                    n_below += 1
+                if x > usl:
+                    bits |= B_ABOVE_USL
+                    n_above += 1
+                p = pos
+                if n == 0:
+                    shift = x
+                y = x - shift
+                if n < N:
+                    if n > 0:
+                        mr_sum += fabs(x - last_x)
+                    n += 1
+                    d = y - mean_y
+                    mean_y += d / <double> n
+                    m2 += d * (y - mean_y)
+                else:
+                    old = buf[p]
+                    nxt = buf[p + 1] if p + 1 < N else buf[0]
+                    mr_sum += fabs(x - last_x) - fabs(nxt - old)
+                    yo = old - shift
+                    d = y - yo
+                    mo = mean_y
+                    mean_y = mo + d * inv_n
+                    m2 += d * ((y - mean_y) + (yo - mo))
+                buf[p] = x
+                # Removing readings far from the rest (a level change leaving the window) makes M2 collapse
+                # by cancellation: recompute exactly once it fell by 2^20 from its peak since the last one.
+                m2_peak = m2 if m2 > m2_peak else m2_peak
+                if m2 < m2_peak * CANCELLATION:
+                    s.shift = shift
+                    s.mean_y = mean_y
+                    s.m2 = m2
+                    s.m2_peak = m2_peak
+                    _exact_moments(s, n)
+                    shift = s.shift
+                    mean_y = s.mean_y
+                    m2 = s.m2
+                    m2_peak = s.m2_peak
+                pmax = x if x > pmax else pmax
+                pmin = x if x < pmin else pmin
+                last_x = x
+                p += 1
+                if p == N:
+                    s.shift = shift
+                    s.mean_y = mean_y
+                    s.m2 = m2
+                    s.m2_peak = m2_peak
+                    s.pmax = pmax
+                    s.pmin = pmin
+                    s.mr_sum = mr_sum
+                    _block_end(s)
+                    shift = s.shift
+                    mean_y = s.mean_y
+                    m2 = s.m2
+                    m2_peak = s.m2_peak
+                    pmax = s.pmax
+                    pmin = s.pmin
+                    mr_sum = s.mr_sum
+                    p = 0
+                pos = p
+                n_total += 1
+
+                if k == 1:
+                    pts[npts] = x
+                    ptidx[npts] = i
+                    ptbits[npts] = bits
+                    npts += 1
+                else:
+                    s.sg_buf[s.sg_fill] = x
+                    s.sg_fill += 1
+                    if s.sg_fill == k:
+                        s.sg_fill = 0
+                        _subgroup_end(s)
+                        pts[npts] = s.xbar
+                        ptr[npts] = s.r
+                        ptidx[npts] = i
+                        ptbits[npts] = bits
+                        npts += 1
+                    else:
+                        out[i] = bits
+                last_acc = i
+            if o_mean != NULL:
+                if n == 0:
+                    o_mean[i] = o_sd[i] = o_lo[i] = o_hi[i] = NAN
+                else:
+                    o_mean[i] = shift + mean_y
+                    o_sd[i] = sqrt((m2 if m2 > 0.0 else 0.0) / <double> (n - 1)) if n >= 2 else NAN
+                    o_lo[i] = smin[pos] if smin[pos] < pmin else pmin
+                    o_hi[i] = smax[pos] if smax[pos] > pmax else pmax
+        # pass 2: the control chart (baseline learning, rules, EWMA, CUSUM) over the chunk's points
+        for j in range(npts):
+            pt = pts[j]
+            if not limits_known:
+                out[ptidx[j]] = ptbits[j]
+                _baseline_point(s, pt, ptr[j])
+                limits_known = s.limits_known
+                center = s.center
+                t1 = s.t1
+                t2 = s.t2
+                t3 = s.t3
+                ewma_z = s.ewma_z
+                ewma_w = s.ewma_w
+                ewma_a = s.ewma_a
+                ewma_ucl = s.ewma_ucl
+                ewma_lcl = s.ewma_lcl
+                ewma_const = s.ewma_const
+                cusum_p = s.cusum_p
+                cusum_n = s.cusum_n
+                cusum_hik = s.cusum_hik
+                cusum_lok = s.cusum_lok
+                cusum_h = s.cusum_h
+                has_prev = s.has_prev
+                prev = s.prev
+                run_above = s.run_above
+                run_below = s.run_below
+                run_up = s.run_up
+                run_down = s.run_down
+                alt_run = s.alt_run
+                last_dir = s.last_dir
+                within_run = s.within_run
+                beyond_run = s.beyond_run
+                h2_hi = s.h2_hi
+                h2_lo = s.h2_lo
+                h1_hi = s.h1_hi
+                h1_lo = s.h1_lo
+                continue
+            # Integer logic without data-dependent branches (random data would mispredict them half
+            # the time); edge/stats/reference.py spells out the same logic with if/else.
+            rb = 0
+            d = pt - center
+            hi1 = d > t1
+            lo1 = d < -t1
+            hi2 = d > t2
+            lo2 = d < -t2
+            rb |= (B_NELSON_1 | B_WE_1) * <uint32_t> ((d > t3) | (d < -t3))
+            # (r + 1) & -cond: a run counter that restarts at 0, with a 2-cycle dependency chain
+            ra = (run_above + 1) & -<int64_t> (d > 0.0)
+            rbl = (run_below + 1) & -<int64_t> (d < 0.0)
+            run_above = ra
+            run_below = rbl
+            rb |= B_NELSON_2 * <uint32_t> ((ra >= 9) | (rbl >= 9))
+            rb |= B_WE_4 * <uint32_t> ((ra >= 8) | (rbl >= 8))
+            if has_prev:
+                up = pt > prev
+                down = pt < prev
+                run_up = (run_up + 1) & -up
+                run_down = (run_down + 1) & -down
+                direction = up - down
+                nz = direction != 0
+                flip = nz & (direction == -last_dir)
+                alt_run = (alt_run & -flip) + nz
+                last_dir = direction
+                rb |= B_NELSON_3 * <uint32_t> ((run_up >= 5) | (run_down >= 5))
+                rb |= B_NELSON_4 * <uint32_t> (alt_run >= 13)
+            prev = pt
+            has_prev = 1
+            h2_hi = ((h2_hi << 1) | hi2) & 7
+            h2_lo = ((h2_lo << 1) | lo2) & 7
+            rb |= (B_NELSON_5 | B_WE_2) * (((hi2 & (POP3_GE2 >> h2_hi)) | (lo2 & (POP3_GE2 >> h2_lo))) & 1)
+            h1_hi = ((h1_hi << 1) | hi1) & 31
+            h1_lo = ((h1_lo << 1) | lo1) & 31
+            rb |= (B_NELSON_6 | B_WE_3) * (((hi1 & (POP5_GE4 >> h1_hi)) | (lo1 & (POP5_GE4 >> h1_lo))) & 1)
+            within_run = (within_run + 1) & -<int64_t> ((d < t1) & (d > -t1))
+            beyond_run = (beyond_run + 1) & -<int64_t> (hi1 | lo1)
+            rb |= B_NELSON_7 * <uint32_t> (within_run >= 15)
+            rb |= B_NELSON_8 * <uint32_t> (beyond_run >= 8)
+            rb &= rule_mask
+
+            z = lam * pt + oml * ewma_z
+            ewma_z = z
+            if not ewma_const:
+                ewma_w *= oml2
+                q = 1.0 - ewma_w
+                f = ewma_a * sqrt(ewma_c * q)
+                ewma_ucl = center + f
+                ewma_lcl = center - f
+                if q == 1.0:
+                    ewma_const = 1
+            rb |= B_EWMA_HIGH * <uint32_t> (z > ewma_ucl)
+            rb |= B_EWMA_LOW * <uint32_t> (z < ewma_lcl)
+
+            cp = pt - cusum_hik + cusum_p
+            cp = _pos(cp)
+            cn = cusum_lok - pt + cusum_n
+            cn = _pos(cn)
+            cusum_p = cp
+            cusum_n = cn
+            rb |= B_CUSUM_HIGH * <uint32_t> (cp > cusum_h)
+            rb |= B_CUSUM_LOW * <uint32_t> (cn > cusum_h)
+            out[ptidx[j]] = ptbits[j] | rb
+        if last_acc >= 0:
+            last_rules = out[last_acc]
+        start = end
+    s.n = n
+    s.pos = pos
+    s.shift = shift
+    s.mean_y = mean_y
+    s.m2 = m2
+    s.m2_peak = m2_peak
+    s.mr_sum = mr_sum
+    s.last_x = last_x
+    s.pmax = pmax
+    s.pmin = pmin
+    s.n_total = n_total
+    s.n_rejected = n_rejected
+    s.n_below = n_below
+    s.n_above = n_above
+    s.last_rules = last_rules
+    s.limits_known = limits_known
+    s.center = center
+    s.t1 = t1
+    s.t2 = t2
+    s.t3 = t3
+    s.ewma_z = ewma_z
+    s.ewma_w = ewma_w
+    s.ewma_a = ewma_a
+    s.ewma_ucl = ewma_ucl
+    s.ewma_lcl = ewma_lcl
+    s.ewma_const = ewma_const
+    s.cusum_p = cusum_p
+    s.cusum_n = cusum_n
+    s.cusum_hik = cusum_hik
+    s.cusum_lok = cusum_lok
+    s.cusum_h = cusum_h
+    s.has_prev = has_prev
+    s.prev = prev
+    s.run_above = run_above
+    s.run_below = run_below
+    s.run_up = run_up
+    s.run_down = run_down
+    s.alt_run = alt_run
+    s.last_dir = last_dir
+    s.within_run = within_run
+    s.beyond_run = beyond_run
+    s.h2_hi = h2_hi
+    s.h2_lo = h2_lo
+    s.h1_hi = h1_hi
+    s.h1_lo = h1_lo
+
+
+cdef void _baseline_point(State* s, double v, double r) noexcept nogil:
+    """A chart point while control limits are being learned (centre = mean, σ = mean spread / d2)."""
+    s.b_n += 1
+    s.b_mean += (v - s.b_mean) / <double> s.b_n
     if s.k == 1:
-        bits |= _chart_point(s, x)
+        if s.b_n > 1:
+            s.b_spread_sum += fabs(v - s.b_last)
+            s.b_spread_n += 1
+        s.b_last = v
     else:
-        s.sg_buf[s.sg_fill] = x
-        s.sg_fill += 1
-        if s.sg_fill == s.k:
-            s.sg_fill = 0
-            _subgroup_end(s)
-            bits |= _chart_point(s, s.xbar)
-    s.last_rules = bits
-    return bits
+        s.b_spread_sum += r
+        s.b_spread_n += 1
+    if s.b_n >= s.Mg and s.b_spread_sum > 0.0:
+        _limits(s, s.b_mean, (s.b_spread_sum / <double> s.b_spread_n) / s.d2k)
+
 
 cdef inline void _window_now(State* s, double* mean, double* sd, double* lo, double* hi) noexcept nogil:
     """Mean, std, min and max of the window as it is now (the same formulas as the snapshot)."""
@@ -337,99 +632,6 @@ cdef void _subgroup_end(State* s) noexcept nogil:
         s.r_sum = tr
         s.s_sum = ts
     s.g_pos = q
-
-cdef inline uint32_t _chart_point(State* s, double v) noexcept nogil:
-    cdef uint32_t rb = 0
-    cdef double d, t1, t2, t3, z, q, f, cp, cn
-    cdef uint32_t hi1, lo1, hi2, lo2
-    cdef int64_t ra, rbl, up, down, direction, nz, flip
-    if not s.limits_known:
-        s.b_n += 1
-        s.b_mean += (v - s.b_mean) / <double> s.b_n
-        if s.k == 1:
-            if s.b_n > 1:
-                s.b_spread_sum += fabs(v - s.b_last)
-                s.b_spread_n += 1
-            s.b_last = v
-        else:
-            s.b_spread_sum += s.r
-            s.b_spread_n += 1
-        if s.b_n >= s.Mg and s.b_spread_sum > 0.0:
-            _limits(s, s.b_mean, (s.b_spread_sum / <double> s.b_spread_n) / s.d2k)
-        return 0
-
-    # Integer logic without data-dependent branches (random data would mispredict them half the time);
-    # the reference spells out the same logic with if/else.
-    d = v - s.center
-    t1 = s.t1
-    t2 = s.t2
-    t3 = s.t3
-    hi1 = d > t1
-    lo1 = d < -t1
-    hi2 = d > t2
-    lo2 = d < -t2
-    rb |= (B_NELSON_1 | B_WE_1) * <uint32_t> ((d > t3) | (d < -t3))
-    ra = (s.run_above + 1) * (d > 0.0)
-    rbl = (s.run_below + 1) * (d < 0.0)
-    s.run_above = ra
-    s.run_below = rbl
-    rb |= B_NELSON_2 * <uint32_t> ((ra >= 9) | (rbl >= 9))
-    rb |= B_WE_4 * <uint32_t> ((ra >= 8) | (rbl >= 8))
-    if s.has_prev:
-        up = v > s.prev
-        down = v < s.prev
-        s.run_up = (s.run_up + 1) * up
-        s.run_down = (s.run_down + 1) * down
-        direction = up - down
-        nz = direction != 0
-        flip = nz & (direction == -s.last_dir)
-        s.alt_run = s.alt_run * flip + nz
-        s.last_dir = direction
-        rb |= B_NELSON_3 * <uint32_t> ((s.run_up >= 5) | (s.run_down >= 5))
-        rb |= B_NELSON_4 * <uint32_t> (s.alt_run >= 13)
-    s.prev = v
-    s.has_prev = 1
-    s.h2_hi = ((s.h2_hi << 1) | hi2) & 7
-    s.h2_lo = ((s.h2_lo << 1) | lo2) & 7
-    rb |= (B_NELSON_5 | B_WE_2) * (((hi2 & (POP3_GE2 >> s.h2_hi)) | (lo2 & (POP3_GE2 >> s.h2_lo))) & 1)
-    s.h1_hi = ((s.h1_hi << 1) | hi1) & 31
-    s.h1_lo = ((s.h1_lo << 1) | lo1) & 31
-    rb |= (B_NELSON_6 | B_WE_3) * (((hi1 & (POP5_GE4 >> s.h1_hi)) | (lo1 & (POP5_GE4 >> s.h1_lo))) & 1)
-    s.within_run = (s.within_run + 1) * ((d < t1) & (d > -t1))
-    s.beyond_run = (s.beyond_run + 1) * (hi1 | lo1)
-    rb |= B_NELSON_7 * <uint32_t> (s.within_run >= 15)
-    rb |= B_NELSON_8 * <uint32_t> (s.beyond_run >= 8)
-    rb &= s.rule_mask
-
-    z = s.lam * v + s.oml * s.ewma_z
-    s.ewma_z = z
-    if not s.ewma_const:
-        s.ewma_w *= s.oml2
-        q = 1.0 - s.ewma_w
-        f = s.ewma_a * sqrt(s.ewma_c * q)
-        s.ewma_ucl = s.center + f
-        s.ewma_lcl = s.center - f
-        if q == 1.0:
-            s.ewma_const = 1
-    if z > s.ewma_ucl:
-        rb |= B_EWMA_HIGH
-    if z < s.ewma_lcl:
-        rb |= B_EWMA_LOW
-
-    cp = v - s.cusum_hik + s.cusum_p
-    if cp < 0.0:
-        cp = 0.0
-    cn = s.cusum_lok - v + s.cusum_n
-    if cn < 0.0:
-        cn = 0.0
-    s.cusum_p = cp
-    s.cusum_n = cn
-    if cp > s.cusum_h:
-        rb |= B_CUSUM_HIGH
-    if cn > s.cusum_h:
-        rb |= B_CUSUM_LOW
-    return rb
-
 
 cdef class Core:
     """State and per-reading arithmetic; see edge.stats.reference.RollingStats for the specification."""
@@ -528,7 +730,10 @@ cdef class Core:
 
     def push(self, double x, bint ok=True):
         """Add one reading; returns the bitmask (edge.stats.rules) of what this reading fired."""
-        return _push(&self.st, x, ok)
+        cdef uint32_t out
+        cdef unsigned char flag = ok
+        _run(&self.st, &x, &flag, &out, 1, NULL, NULL, NULL, NULL)
+        return out
 
     def push_many(self, values, ok=None):
         """Add many readings (``ok``: optional array of booleans); returns the bitmask of each (uint32).
@@ -538,19 +743,13 @@ cdef class Core:
         arr, ok_arr = _readings(values, ok)
         cdef const double[::1] v = arr
         cdef const unsigned char[::1] okv = ok_arr
-        cdef Py_ssize_t i, size = v.shape[0]
-        cdef bint has_ok = ok is not None
+        cdef Py_ssize_t size = v.shape[0]
         out = np.empty(size, dtype=np.uint32)
         cdef uint32_t[::1] o = out
         if size == 0:
             return out
         with nogil:
-            if has_ok:
-                for i in range(size):
-                    o[i] = _push(&self.st, v[i], okv[i])
-            else:
-                for i in range(size):
-                    o[i] = _push(&self.st, v[i], 1)
+            _run(&self.st, &v[0], &okv[0] if ok is not None else NULL, &o[0], size, NULL, NULL, NULL, NULL)
         return out
 
     def push_many_series(self, values, ok=None):
@@ -562,8 +761,7 @@ cdef class Core:
         arr, ok_arr = _readings(values, ok)
         cdef const double[::1] v = arr
         cdef const unsigned char[::1] okv = ok_arr
-        cdef Py_ssize_t i, size = v.shape[0]
-        cdef bint has_ok = ok is not None
+        cdef Py_ssize_t size = v.shape[0]
         out = {"rules": np.empty(size, dtype=np.uint32), "mean": np.empty(size), "std": np.empty(size),
                "min": np.empty(size), "max": np.empty(size)}
         cdef uint32_t[::1] o = out["rules"]
@@ -571,9 +769,8 @@ cdef class Core:
         if size == 0:
             return out
         with nogil:
-            for i in range(size):
-                o[i] = _push(&self.st, v[i], (okv[i] != 0) if has_ok else True)
-                _window_now(&self.st, &m[i], &sd[i], &lo[i], &hi[i])
+            _run(&self.st, &v[0], &okv[0] if ok is not None else NULL, &o[0], size, &m[0], &sd[0], &lo[0],
+                 &hi[0])
         return out
 
     # --- state access for the shared API (order: edge.stats._api.SCALARS / ARRAYS) ----------------------

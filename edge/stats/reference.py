@@ -171,7 +171,7 @@ class RollingStats(RollingStatsApi):
         # cancellation: recompute exactly as soon as it fell by 2^20 from its peak since the last one.
         if self.m2 > self.m2_peak:
             self.m2_peak = self.m2
-        elif self.m2 < self.m2_peak * _CANCELLATION:
+        if self.m2 < self.m2_peak * _CANCELLATION:
             self._exact_moments(self.n)
         if x > self.pmax:
             self.pmax = x
@@ -392,11 +392,9 @@ class RollingStats(RollingStatsApi):
             rb |= R.EWMA_LOW
 
         cp = v - self.cusum_hik + self.cusum_p
-        if cp < 0.0:
-            cp = 0.0
+        cp = cp if cp > 0.0 else 0.0
         cn = self.cusum_lok - v + self.cusum_n
-        if cn < 0.0:
-            cn = 0.0
+        cn = cn if cn > 0.0 else 0.0
         self.cusum_p = cp
         self.cusum_n = cn
         if cp > self.cusum_h:
