@@ -223,7 +223,9 @@ async def test_a_fast_stream_is_read_completely_and_in_order(pty_pair):
     beat.cancel()
     assert got.values == [i / 10 for i in range(n)]
     assert driver.health.frames_rejected == 0
-    assert ticks >= elapsed / 0.01 * 0.5  # the event loop kept running while frames poured in
+    # The event loop kept running while frames poured in: the heartbeat got turns throughout. (How many
+    # depends on the machine's load; a loop held by a blocking read would give it none until the end.)
+    assert ticks >= 3, f"heartbeat ran {ticks} times in {elapsed:.2f} s"
 
 
 async def test_part_weighing_on_a_scale_without_stability_flag_waits_for_settling():
