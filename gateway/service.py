@@ -223,50 +223,6 @@ class SystemdNotify:
 # ------------------------------------------------------------------------------------- state files
 
 
-def _jsonable(obj: Any) -> Any:
-    """Statistics state as plain JSON: numpy arrays and non-finite floats survive the round trip."""
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        np = None
-    if isinstance(obj, dict):
-        return {"__dict__": [[_jsonable(k), _jsonable(v)] for k, v in obj.items()]}
-    if isinstance(obj, list | tuple):
-        return {"__tuple__" if isinstance(obj, tuple) else "__list__": [_jsonable(v) for v in obj]}
-    if np is not None and isinstance(obj, np.ndarray):
-        return {"__nd__": obj.dtype.str, "shape": list(obj.shape),
-                "data": [_jsonable(float(v)) if obj.dtype.kind == "f" else v for v in obj.ravel().tolist()]}
-    if np is not None and isinstance(obj, np.generic):
-        return _jsonable(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return {"__float__": repr(obj)}
-    if isinstance(obj, bytes):
-        return {"__bytes__": obj.hex()}
-    if obj is None or isinstance(obj, bool | int | float | str):
-        return obj
-    raise TypeError(f"cannot save {type(obj).__name__} in the state file")
-
-
-def _restore(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        if "__dict__" in obj:
-            return {_restore(k): _restore(v) for k, v in obj["__dict__"]}
-        if "__list__" in obj:
-            return [_restore(v) for v in obj["__list__"]]
-        if "__tuple__" in obj:
-            return tuple(_restore(v) for v in obj["__tuple__"])
-        if "__nd__" in obj:
-            import numpy as np
-
-            data = [_restore(v) for v in obj["data"]]
-            return np.array(data, dtype=np.dtype(obj["__nd__"])).reshape(obj["shape"])
-        if "__float__" in obj:
-            return float(obj["__float__"])
-        if "__bytes__" in obj:
-            return bytes.fromhex(obj["__bytes__"])
-    return obj
-
-
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file, never half."""
     tmp = path.with_name(path.name + ".tmp")
@@ -362,6 +318,8 @@ class Gateway:
         stats_interval: float = 1.0,
         offline_after: float | None = None,
         drain_timeout: float = 3.0,
+        start_instruments: bool = True,
+        state_interval: float = 5.0,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -369,6 +327,13 @@ class Gateway:
         self.publish = publish
         self.stats_interval = stats_interval
         self.drain_timeout = drain_timeout
+        # False: the caller feeds measurements to ingest() itself (benchmark, replay of recorded frames)
+        self.start_instruments = start_instruments
+        # statistics state is saved at most this often (and on a clean stop): see flush()
+        self.state_interval = max(state_interval, config.spool.flush_interval)
+        self._state_saved_at = -math.inf
+        self._state_saved_readings = -1
+        self._state_dirty = True
         # an instrument that has not been connected for this long is reported offline
         self.offline_after = offline_after
         ident = config.gateway
@@ -398,6 +363,7 @@ class Gateway:
         self._last_snapshot_round = 0.0
         self._notify = SystemdNotify()
         self._stopping = False
+        self.ready = False  # True once run() has started everything (READY=1 sent)
 
     # ------------------------------------------------------------------ set-up
 
@@ -416,7 +382,7 @@ class Gateway:
         if not self.state_path.exists():
             return
         try:
-            data = _restore(json.loads(self.state_path.read_text()))
+            data = json.loads(self.state_path.read_text())
             if data.get("version") != STATE_VERSION:
                 raise ValueError(f"state file version {data.get('version')!r}, this gateway writes {STATE_VERSION}")
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -440,7 +406,8 @@ class Gateway:
             try:
                 if ch.stats is not None and saved.get("stats") is not None:
                     ch.stats = RollingStats.from_state(saved["stats"])
-                ch.count_last_value = saved.get("count_last_value", NAN)
+                last = saved.get("count_last_value")
+                ch.count_last_value = NAN if last is None else float(last)
             except (ValueError, TypeError, KeyError) as exc:
                 self.events.warning("state_not_restored", characteristic=name, reason=str(exc))
                 continue
@@ -471,11 +438,13 @@ class Gateway:
             chars[name] = {
                 "fingerprint": fingerprint(ch.config),
                 "stats": ch.stats.state() if ch.stats is not None else None,
-                "count_last_value": ch.count_last_value,
+                "count_last_value": ch.count_last_value if math.isfinite(ch.count_last_value) else None,
             }
         data = {"version": STATE_VERSION, "saved_ns": self.clock.now_ns(), "characteristics": chars,
                 "alerts": self.alerts.state()}
-        write_atomic(self.state_path, json.dumps(_jsonable(data), separators=(",", ":")).encode())
+        write_atomic(self.state_path, json.dumps(data, separators=(",", ":"), allow_nan=False).encode())
+        self._state_saved_at = self.clock.monotonic()
+        self._state_saved_readings = self.readings_total
 
     async def _start_instrument(self, inst: InstrumentState) -> None:
         cfg = inst.config
@@ -632,6 +601,7 @@ class Gateway:
     def _alert(self, tr: Any) -> None:
         from edge.model import AlertState
 
+        self._state_dirty = True
         seq = self.spool.issue()
         alert = tr.to_alert(seq)
         payload = dumps(alert)
@@ -765,8 +735,9 @@ class Gateway:
     def tick(self) -> None:
         """Periodic work: instrument health, line stopped, snapshots due, spool events and backlog."""
         now = self.clock.monotonic()
-        for inst in self.instruments.values():
-            self._instrument_check(inst, now)
+        if self.start_instruments:
+            for inst in self.instruments.values():
+                self._instrument_check(inst, now)
         for ch in self.characteristics.values():
             if ch.config.kind == "count":
                 self._line_check(ch, now)
@@ -779,13 +750,25 @@ class Gateway:
                     self._snapshot(ch)
         self._spool_checks()
 
-    def flush(self) -> None:
-        """Queue the pending readings, save the statistics state, commit the spool (one transaction)."""
+    def flush(self, *, save_state: bool | None = None) -> None:
+        """Queue the pending readings, save the statistics state when due, commit the spool (one transaction).
+
+        The state (about 35 kB per characteristic with a window of 1000) is written at most every
+        ``state_interval`` seconds and only when something changed — an SD card must not be rewritten
+        every second — and always on a clean stop. After a crash (SIGKILL, power cut) the restored statistics
+        lack at most the readings of the last ``state_interval`` seconds (docs/gateway.md).
+        """
         self._queue_readings()
-        try:
-            self.save_state()
-        except OSError as exc:
-            self.events.error("state_not_saved", path=str(self.state_path), error=str(exc))
+        if save_state is None:
+            due = self.clock.monotonic() - self._state_saved_at >= self.state_interval
+            changed = self.readings_total != self._state_saved_readings or self._state_dirty
+            save_state = due and changed
+        if save_state:
+            try:
+                self.save_state()
+                self._state_dirty = False
+            except (OSError, ValueError) as exc:
+                self.events.error("state_not_saved", path=str(self.state_path), error=str(exc))
         self.spool.flush()
 
     # ------------------------------------------------------------------ status
@@ -895,7 +878,7 @@ class Gateway:
     def close(self) -> None:
         """Flush and close the spool (the counterpart of :meth:`open` when not using ``run``)."""
         if self.spool is not None:
-            self.flush()
+            self.flush(save_state=True)
             self.spool.close()
 
     async def run(self, stop: asyncio.Event) -> int:
@@ -938,10 +921,12 @@ class Gateway:
             for inst_cfg in cfg.instruments:
                 inst = InstrumentState(inst_cfg)
                 self.instruments[inst_cfg.name] = inst
-                await self._start_instrument(inst)
+                if self.start_instruments:
+                    await self._start_instrument(inst)
             self.status_event("gateway", "started", f"floorwatch {edge.__version__} started",
                               {"restored": self.restored, "instruments": len(cfg.instruments)})
             self.flush()
+            self.ready = True
             self._notify.notify("READY=1")
             self._notify.notify(f"STATUS=running: {len(cfg.instruments)} instruments")
             self.events.info("gateway_ready", instruments=len(cfg.instruments),
@@ -957,18 +942,25 @@ class Gateway:
         await self.publisher.run()
 
     async def _main_loop(self, stop: asyncio.Event) -> None:
+        """Periodic work on fixed deadlines: the spool flush every ``flush_interval`` (it bounds the latency
+        of every reading), health and alert checks every ``tick`` seconds."""
         flush_interval = self.config.spool.flush_interval
         tick = min(0.25, flush_interval)
-        next_flush = self.clock.monotonic() + flush_interval
+        clock = self.clock
+        next_flush = clock.monotonic() + flush_interval
+        next_tick = clock.monotonic() + tick
         last_broker: tuple[bool, str] | None = None
         while not stop.is_set():
+            timeout = max(0.0, min(next_flush, next_tick) - clock.monotonic())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), tick)
-            now = self.clock.monotonic()
+                await asyncio.wait_for(stop.wait(), timeout)
+            now = clock.monotonic()
             try:
-                self.tick()
+                if now >= next_tick:
+                    next_tick = max(next_tick + tick, now)
+                    self.tick()
                 if now >= next_flush:
-                    next_flush = now + flush_interval
+                    next_flush = max(next_flush + flush_interval, now)
                     self.flush()
             except Exception as exc:  # keep collecting; the spool or state file may be on a full disk
                 self.events.error("flush_failed", error=f"{type(exc).__name__}: {exc}")
@@ -1003,7 +995,7 @@ class Gateway:
                     if ch.new_since_snapshot:
                         self._snapshot(ch)
                 self.status_event("gateway", "stopping", "clean shutdown", {"readings": self.readings_total})
-                self.flush()
+                self.flush(save_state=True)
             except Exception as exc:
                 self.events.error("final_flush_failed", error=f"{type(exc).__name__}: {exc}")
         if self.publisher is not None and self.publisher.connected:

@@ -346,11 +346,20 @@ async def test_sigkill_under_load_no_gap_and_statistics_restored(mosquitto, tmp_
                               caliper_on(sim.endpoint["port"]), FAST_CHARACTERISTICS)
         log = tmp_path / "gateway.log"
         proc = start_gateway(config, log)
-        await wait_async(lambda: sum(k == "stats" for k, _ in sub.records()) >= 3, 20, "three snapshots", proc, log)
+        state_file = tmp_path / "data" / "spool.sqlite.state.json"
+        await wait_async(state_file.exists, 20, "the first state save", proc, log)
+        first_save = state_file.stat().st_mtime_ns
+        # the state is saved every few seconds (not every flush: SD cards); wait for a periodic save
+        await wait_async(lambda: state_file.stat().st_mtime_ns != first_save, 20, "a periodic state save",
+                         proc, log)
+        await asyncio.sleep(0.5)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        await asyncio.sleep(0.5)
-        last_before = max((o for k, o in sub.records() if k == "stats"), key=lambda o: o.seq)
+        saved = json.loads(state_file.read_text())["characteristics"]["bore_diameter"]["stats"]
+        from edge.stats import RollingStats
+
+        n_saved = RollingStats.from_state(saved).snapshot().n_total
+        assert n_saved > 500  # the periodic save happened under load
         proc = start_gateway(config, log)
 
         def restarted_seq() -> int | None:
@@ -371,8 +380,8 @@ async def test_sigkill_under_load_no_gap_and_statistics_restored(mosquitto, tmp_
     assert_contiguous(sub.seqs())
     assert_readings_in_order(sub)
     after = after_restart()[0]
-    # the restarted gateway continues the statistics instead of starting again from nothing
-    assert after.n_total > last_before.n_total and after.baseline_done
+    # the restarted gateway continues the statistics from the saved state instead of starting from nothing
+    assert after.n_total > n_saved and after.baseline_done
     started = [o for k, o in sub.records() if k == "events" and o.subject == "gateway" and o.state == "started"]
     assert len(started) == 2 and started[1].detail["restored"] is True
     # the last will told downstream the gateway died

@@ -349,3 +349,22 @@ async def test_instrument_offline_is_reported_and_alerts_go_to_the_webhook(tmp_p
     assert "register map" in plc.message
     assert all(r["state"] == "raised" and r["severity"] == "critical" and r["seq"] > 0 for r in received)
     assert "event=instrument_offline instrument=caliper-1" in out.getvalue()
+
+
+def test_state_is_saved_every_few_seconds_not_every_flush(tmp_path):
+    """The state is ~35 kB per characteristic: rewriting it every flush would wear out an SD card."""
+    clock = ManualClock()
+    gw, _ = gateway(tmp_path, clock)
+    gw.flush()
+    saved = gw.state_path.read_bytes()
+    feed(gw, clock, [12.0] * 10)
+    gw.flush()
+    assert gw.state_path.read_bytes() == saved  # within state_interval: not rewritten
+    clock.advance(gw.state_interval)
+    gw.flush()
+    assert gw.state_path.read_bytes() != saved
+    saved = gw.state_path.read_bytes()
+    clock.advance(gw.state_interval)
+    gw.flush()
+    assert gw.state_path.read_bytes() == saved  # nothing changed: not rewritten
+    gw.close()
