@@ -53,6 +53,8 @@ log = logging.getLogger("floorwatch")
 
 NAN = math.nan
 STATE_VERSION = 1
+MIN_CPK_READINGS = 30  # readings in the window before Cpk is judged against min_cpk
+SNAPSHOT_GAP = 0.1  # seconds: least time between two alert-triggered snapshots of one characteristic
 
 
 # --------------------------------------------------------------------------------------------- logging
@@ -260,6 +262,7 @@ class CharacteristicState:
     snapshot: StatsSnapshot | None = None
     new_since_snapshot: int = 0
     snapshot_due: bool = False
+    snapshot_mono: float = -math.inf  # monotonic time of the last snapshot
     watch: set[str] = field(default_factory=set)  # alert kinds with a pending count in the tracker
     # counters
     count_last_value: float = NAN
@@ -569,7 +572,12 @@ class Gateway:
             if not active and (cfg.name, kind) not in self._active:
                 ch.watch.discard(kind)
         if transitions:
-            self._snapshot(ch)  # the figures at the moment of the alert, right after it
+            # the figures at the moment of the alert, right after it — at most every SNAPSHOT_GAP seconds
+            # per characteristic (a noisy process with many rules must not turn every point into a snapshot)
+            if self.clock.monotonic() - ch.snapshot_mono >= SNAPSHOT_GAP:
+                self._snapshot(ch)
+            else:
+                ch.snapshot_due = True
 
     def _count(self, ch: CharacteristicState, value: float) -> None:
         """A production count: remember when it last went up (for 'line stopped')."""
@@ -634,6 +642,7 @@ class Gateway:
         seq = self.spool.issue()
         snap = ch.stats.snapshot(self.clock.now_ns(), seq)
         ch.snapshot = snap
+        ch.snapshot_mono = self.clock.monotonic()
         ch.new_since_snapshot = 0
         ch.snapshot_due = False
         self._queue(self.topics.stats(ch.name), dumps(snap), seq)
@@ -646,6 +655,8 @@ class Gateway:
         if cfg.min_cpk is None:
             return
         cpk = snap.cpk
+        if snap.n < MIN_CPK_READINGS:
+            return  # a capability index from a handful of readings is noise, not a finding
         if not math.isfinite(cpk) and (cfg.name, "cpk_low") not in self._active:
             return
         low = math.isfinite(cpk) and cpk < cfg.min_cpk

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import random
 from pathlib import Path
 
 from edge.clock import ManualClock
@@ -195,8 +196,9 @@ def test_line_stopped_is_raised_when_the_count_stops_and_cleared_when_parts_come
 def test_cpk_below_the_minimum_raises_cpk_low(tmp_path):
     clock = ManualClock()
     gw, _ = gateway(tmp_path, clock)
-    # a wide process: sigma ~ 0.02 against a tolerance of +-0.05 -> Cpk well below 1.33
-    feed(gw, clock, [12.0 + 0.02 * ((i * 7919) % 11 - 5) / 5 for i in range(60)])
+    # a wide process: sigma 0.02 against a tolerance of +-0.05 -> Cpk about 0.8, below 1.33
+    rng = random.Random(1)
+    feed(gw, clock, [rng.gauss(12.0, 0.02) for _ in range(60)])
     clock.advance(1.1)
     gw.tick()
     raised = [obj for kind, obj, _ in spooled(gw) if kind == "alerts/bore/cpk_low"]
