@@ -37,6 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edge import stats  # noqa: E402
 from edge.config import RULE_NAMES  # noqa: E402
 
+BOTTLENECK = "bottleneck move_mean+move_std+move_min+move_max"
+WELFORD = "plain-Python Welford update per call (mean+var only)"
+
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:
     """Fastest wall time of ``repeat`` runs (the least disturbed by the rest of the machine)."""
@@ -64,7 +67,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=10_000_000, help="readings in the array (default 10 million)")
     ap.add_argument("--window", type=int, default=1000, help="rolling window (default 1000)")
     ap.add_argument("--calls", type=int, default=1_000_000, help="readings for the per-call push(x) test")
-    ap.add_argument("--repeat", type=int, default=3, help="runs per measurement; the fastest counts")
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved rounds; each method keeps its fastest")
     args = ap.parse_args()
 
     import bottleneck as bn
@@ -79,18 +82,18 @@ def main() -> int:
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPU(s), {platform.system()} {platform.release()}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, bottleneck {bn.__version__}, "
           f"pandas {pd.__version__}, river {river.__version__}; statistics core: {stats.IMPLEMENTATION}")
-    print(f"{n:,} readings, window {w}, best of {args.repeat}\n")
+    print(f"{n:,} readings, window {w}, fastest of {args.repeat} interleaved rounds\n")
 
-    rows: list[tuple[str, float, str]] = []
+    # Every method is a case; the cases run in interleaved rounds and each keeps its fastest round, so
+    # that a busy moment on the machine does not favour whichever method ran at a quiet one.
+    cases: list[tuple[str, Callable[[], object], int, str, str, bool]] = []  # name, fn, count, note, group, repeat
 
-    def per_reading(name: str, seconds: float, count: int, note: str = "") -> float:
-        ns = seconds / count * 1e9
-        rows.append((name, ns, note))
-        return ns
+    def case(name: str, fn: Callable[[], object], count: int, note: str = "", group: str = "array",
+             repeat: bool = True) -> None:
+        cases.append((name, fn, count, note, group, repeat))
 
     # --- whole-array throughput ------------------------------------------------------------------------
-    per_reading("read memory only (numpy.add.reduce)", best_of(lambda: np.add.reduce(x), args.repeat), n,
-                "floor for one pass")
+    case("read memory only (numpy.add.reduce)", lambda: np.add.reduce(x), n, "floor for one pass")
 
     def bottleneck_four() -> None:
         bn.move_mean(x, w)
@@ -98,8 +101,7 @@ def main() -> int:
         bn.move_min(x, w)
         bn.move_max(x, w)
 
-    ns_bn = per_reading("bottleneck move_mean+move_std+move_min+move_max",
-                        best_of(bottleneck_four, args.repeat), n, "4 passes, 4 output arrays")
+    case(BOTTLENECK, bottleneck_four, n, "4 passes, 4 output arrays")
 
     series = pd.Series(x)
 
@@ -110,36 +112,28 @@ def main() -> int:
         r.min()
         r.max()
 
-    per_reading("pandas rolling mean+std+min+max", best_of(pandas_rolling, max(1, args.repeat - 1)), n,
-                "4 passes")
+    case("pandas rolling mean+std+min+max", pandas_rolling, n, "4 passes")
 
-    def fused(rules: tuple[str, ...]) -> Callable[[], object]:
+    def fused(rules: tuple[str, ...], with_series: bool = False) -> Callable[[], object]:
         rs = stats.RollingStats(window=w, lsl=9.97, usl=10.03, rules=rules, baseline=100)
 
         def go() -> object:
             rs.reset()
-            return rs.push_many(x)
+            return rs.push_many_series(x) if with_series else rs.push_many(x)
 
         return go
 
-    per_reading("floorwatch push_many, all 12 rules + EWMA + CUSUM + spec", best_of(fused(RULE_NAMES),
-                args.repeat), n, "1 pass, per-point rule bitmask")
-    per_reading("floorwatch push_many, default 4 rules", best_of(fused(("nelson_1", "nelson_2", "nelson_3",
-                "nelson_5")), args.repeat), n, "1 pass")
-
-    rs_rec = stats.RollingStats(window=w, lsl=9.97, usl=10.03, rules=RULE_NAMES, baseline=100)
-
-    def fused_with_series() -> None:
-        rs_rec.reset()
-        rs_rec.push_many_series(x)
-
-    per_reading("floorwatch push_many_series (+ mean/std/min/max arrays)", best_of(fused_with_series,
-                args.repeat), n, "1 pass, same outputs as bottleneck + rules")
+    case("floorwatch push_many, all 12 rules + EWMA + CUSUM + spec", fused(RULE_NAMES), n,
+         "1 pass, per-point rule bitmask")
+    case("floorwatch push_many, default 4 rules", fused(("nelson_1", "nelson_2", "nelson_3", "nelson_5")), n,
+         "1 pass")
+    case("floorwatch push_many_series (+ mean/std/min/max arrays)", fused(RULE_NAMES, True), n,
+         "1 pass, bottleneck's outputs + all rules")
 
     sub = x[:200_000]
     ref = stats.reference.RollingStats(window=w, lsl=9.97, usl=10.03, rules=RULE_NAMES, baseline=100)
-    per_reading("pure-Python reference push_many", best_of(lambda: ref.push_many(sub), 1), len(sub),
-                f"on {len(sub):,} readings")
+    case("pure-Python reference push_many", lambda: ref.push_many(sub), len(sub), f"on {len(sub):,} readings",
+         repeat=False)
 
     # --- one call per reading from Python --------------------------------------------------------------
     values = x[: args.calls].tolist()
@@ -165,18 +159,16 @@ def main() -> int:
             pass
 
     calls = len(values)
-    loop_ns = best_of(per_call_loop, args.repeat) / calls * 1e9
-    per_reading("floorwatch push(x) per call, everything updated", best_of(per_call_core, args.repeat),
-                calls, f"incl. {loop_ns:.0f} ns Python loop")
-    per_reading("plain-Python Welford update per call (mean+var only)", best_of(per_call_welford,
-                args.repeat), calls, "cumulative, no window")
+    case("(empty Python for-loop over the same list)", per_call_loop, calls, "loop overhead alone", "call")
+    case("floorwatch push(x) per call, everything updated", per_call_core, calls, "", "call")
+    case(WELFORD, per_call_welford, calls, "cumulative, no window", "call")
 
     river_n = min(calls, 200_000)
     river_values = values[:river_n]
 
     def per_call_river() -> None:
-        mean = rutils.Rolling(rstats.Mean(), window_size=w)
-        var = rutils.Rolling(rstats.Var(ddof=1), window_size=w)
+        mean = rutils.Rolling(rstats.Mean, window_size=w)
+        var = rutils.Rolling(rstats.Var, window_size=w, ddof=1)
         lo = rstats.RollingMin(window_size=w)
         hi = rstats.RollingMax(window_size=w)
         for v in river_values:
@@ -185,16 +177,30 @@ def main() -> int:
             lo.update(v)
             hi.update(v)
 
-    per_reading("river Rolling(Mean)+Rolling(Var)+RollingMin+RollingMax", best_of(per_call_river, 1),
-                river_n, f"on {river_n:,} readings")
+    case("river Rolling(Mean)+Rolling(Var)+RollingMin+RollingMax", per_call_river, river_n,
+         f"on {river_n:,} readings", "call", repeat=False)
+
+    best = {c[0]: float("inf") for c in cases}
+    for round_no in range(args.repeat):
+        for name, fn, _count, _note, _group, repeat in cases:
+            if round_no and not repeat:
+                continue
+            best[name] = min(best[name], best_of(fn, 1))
+    rows = [(name, best[name] / count * 1e9, group, note) for name, _fn, count, note, group, _r in cases]
+    ns_bn = next(r[1] for r in rows if r[0] == BOTTLENECK)
+    ns_welford = next(r[1] for r in rows if r[0] == WELFORD)
 
     # --- report --------------------------------------------------------------------------------------
     width = max(len(r[0]) for r in rows)
-    print(f"{'method':<{width}}  {'ns/reading':>10}  {'vs bottleneck':>13}  note")
-    for name, ns, note in rows:
-        print(f"{name:<{width}}  {ns:>10.1f}  {ns_bn / ns:>12.2f}x  {note}")
+    for group, title, base in (("array", "whole array", ns_bn), ("call", "one call per reading", ns_welford)):
+        ref = "vs bottleneck" if group == "array" else "vs Welford"
+        print(f"{title:<{width}}  {'ns/reading':>10}  {ref:>13}  note")
+        for name, ns, g, note in rows:
+            if g == group:
+                print(f"  {name:<{width - 2}}  {ns:>10.1f}  {base / ns:>12.2f}x  {note}")
+        print()
 
-    print("\nmemory per characteristic (compiled core, object and buffers):")
+    print("memory per characteristic (compiled core, object and buffers):")
     for window in (25, 1000, 100_000):
         for k in (1, 5):
             core = stats.RollingStats(window=window, subgroup_size=k)
