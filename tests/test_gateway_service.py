@@ -370,3 +370,20 @@ def test_state_is_saved_every_few_seconds_not_every_flush(tmp_path):
     gw.flush()
     assert gw.state_path.read_bytes() == saved  # nothing changed: not rewritten
     gw.close()
+
+
+def test_a_corrupt_spool_is_moved_aside_and_reported(tmp_path):
+    spool = tmp_path / "data" / "spool.sqlite"
+    spool.parent.mkdir(parents=True)
+    spool.write_bytes(b"this is not an SQLite database" * 100)
+    clock = ManualClock()
+    gw, log = gateway(tmp_path, clock)
+    gw.tick()
+    events = [obj for kind, obj, _ in spooled(gw) if kind == "events/spool"]
+    assert [e.state for e in events] == ["corrupt"]
+    assert "moved aside" in events[0].message
+    assert "event=spool_corrupt" in log.getvalue()
+    assert list(spool.parent.glob("spool.sqlite.corrupt-*"))
+    feed(gw, clock, [12.0])  # and the gateway goes on with a new spool
+    assert [r.value for kind, obj, _ in spooled(gw) if kind == "readings" for r in obj] == [12.0]
+    gw.close()

@@ -60,6 +60,10 @@ def demo_config_text(example: str, data_dir: Path, broker_port: int, web_port: i
     mqtt = (f'[mqtt]\nurl = "mqtt://127.0.0.1:{broker_port}"   # the demo\'s private Mosquitto\n'
             'topic_prefix = "floorwatch/v1"\n\n')
     text = re.sub(r'(?ms)^\[mqtt\]\n.*?(?=^\[spool\])', mqtt, text)
+    if not re.search(r'(?m)^hysteresis = ', text):
+        # a drifting value sits on the USL for a while: show that the alert does not flap
+        text = re.sub(r'(?m)^(clear_after = .*)$', r'\1\nhysteresis = 0.05           # back inside by 5 % of the '
+                      r'tolerance before a point counts towards clearing', text, count=1)
     # every instrument simulated, with the scenario the demo wants to show
     blocks = re.split(r'(?m)^(?=\[\[instruments\]\])', text)
     out = []
