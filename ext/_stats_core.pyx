@@ -20,7 +20,22 @@ from libc.stdint cimport int64_t, uint32_t
 
 import numpy as np
 
-from edge.stats._api import readings as _readings
+
+def _readings(values, ok=None):
+    """Values as a contiguous float64 vector and ``ok`` as a uint8 vector (empty when not given).
+
+    The same checks as edge.stats._api.readings; repeated here so that this module imports nothing from
+    edge.stats (which imports this module).
+    """
+    arr = np.ascontiguousarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"values must be a one-dimensional array, got shape {arr.shape}")
+    if ok is None:
+        return arr, np.empty(0, dtype=np.uint8)
+    ok_arr = np.ascontiguousarray(ok, dtype=np.bool_)
+    if ok_arr.shape != arr.shape:
+        raise ValueError(f"ok has shape {ok_arr.shape} but values has {arr.shape}")
+    return arr, ok_arr.view(np.uint8)
 
 # Bit numbers: edge/stats/rules.py (the layout is stable; the test suite checks these against it).
 cdef enum:

@@ -488,3 +488,8 @@ def test_version_command_names_the_active_core():
     out = subprocess.run([sys.executable, "-m", "gateway.cli", "version"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60, env={**os.environ, "FLOORWATCH_PURE_PYTHON": "1"})
     assert "statistics core: python (compiled core unavailable: FLOORWATCH_PURE_PYTHON" in out.stdout
+
+
+def test_importing_the_compiled_module_first_still_selects_it():
+    out = _run("import edge._stats_core\nfrom edge import stats\nprint(stats.IMPLEMENTATION)")
+    assert out.returncode == 0 and out.stdout.strip() == "compiled", out.stderr
