@@ -4,12 +4,13 @@
 
 This is ``edge/stats/reference.py`` written again in C terms, operation for operation and in the same
 order, so both give the same numbers (``-ffp-contract=off`` keeps the compiler from fusing a multiply and
-an add into one differently rounded FMA). Keep the two in step; tests/test_stats_property.py holds this
-module to the reference. Argument checks, snapshots and state encoding live in ``edge/stats/_api.py``,
-shared by both.
+an add into one differently rounded FMA; ``-fno-math-errno``/``-fno-trapping-math`` change no value).
+Keep the two in step; tests/test_stats_property.py holds this module to the reference bit for bit.
+Argument checks, snapshots and state encoding live in ``edge/stats/_api.py``, shared by both.
 
-The per-reading path ``_push`` touches only C doubles and integers and runs without the GIL;
-``push_many`` loops over a numpy array in one ``nogil`` block. Buffers are allocated once per
+Every reading goes through ``_run``, which touches only C doubles and integers and runs without the GIL:
+``push(x)`` calls it for one reading, ``push_many`` for a whole numpy array in one ``nogil`` block.
+Algorithms and papers: docs/statistics.md. Buffers are allocated once per
 characteristic: the window ring (N doubles), the van Herk suffix extremes (2·(N+1) doubles) and, for
 subgroup charts, the subgroup ranges and standard deviations (2·N/k doubles).
 """
