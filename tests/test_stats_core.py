@@ -408,6 +408,13 @@ def test_damaged_state_is_a_clear_error(RS):
     bad["scalars"]["shift"] = "not-hex"
     with pytest.raises(ValueError, match="damaged"):
         RS.from_state(bad)
+    bad = json.loads(json.dumps(good))
+    bad["scalars"]["pos"] = 10
+    with pytest.raises(ValueError, match="window positions out of range"):
+        RS.from_state(bad)
+    bad["scalars"]["pos"] = 2**70
+    with pytest.raises(ValueError, match="damaged"):
+        RS.from_state(bad)
 
 
 def test_bad_arguments_are_clear_errors(RS):

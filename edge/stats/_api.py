@@ -288,12 +288,12 @@ class RollingStatsApi:
             sizes = [len(a) for a in obj._get_arrays()]
             arrays = [_dec_array(name, state["arrays"][name], size)
                       for name, size in zip(ARRAYS, sizes, strict=True)]
+            obj._set_scalars(tuple(scalars))
+            obj._set_arrays(arrays)
         except KeyError as exc:
             raise ValueError(f"statistics state lacks {exc.args[0]!r}") from None
-        except (TypeError, ValueError, AttributeError) as exc:
+        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise ValueError(f"statistics state is damaged: {exc}") from None
-        obj._set_scalars(tuple(scalars))
-        obj._set_arrays(arrays)
         return obj
 
     # --- snapshot -------------------------------------------------------------------------------------

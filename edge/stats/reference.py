@@ -411,6 +411,11 @@ class RollingStats(RollingStatsApi):
     def _set_scalars(self, values: tuple) -> None:
         for name, v in zip(SCALAR_NAMES, values, strict=True):
             setattr(self, name, v)
+        # Indices must stay inside the buffers whatever the state file says.
+        if not (0 <= self.pos < self.N and 0 <= self.n <= self.N and 0 <= self.sg_fill < self.k
+                and 0 <= self.g_pos < self.G and 0 <= self.g_n <= self.G):
+            self.reset()
+            raise ValueError("statistics state: window positions out of range for this window size")
 
     def _get_arrays(self) -> list[list[float]]:
         return [getattr(self, name) for name in ARRAYS]
