@@ -138,19 +138,19 @@ async def throughput(broker_url: str, workdir: Path, seconds: float, flush_inter
     feeder = Feeder(gw)
     names = [i.name for i in gw.config.instruments]
     # a 64-byte read per port per turn: what a USB serial adapter hands over (several frames at a time)
+    # each port's byte stream repeats without a seam (the stream twice, read at an offset modulo its length)
     streams = {name: frames_for(2_000, seed=i) for i, name in enumerate(names)}
+    period = len(next(iter(streams.values())))
+    streams = {name: data + data for name, data in streams.items()}
     pos = dict.fromkeys(names, 0)
     chunk = 256
     cpu0, t0 = time.process_time(), time.perf_counter()
     fed = 0
     while time.perf_counter() - t0 < seconds:
         for name in names:
-            data = streams[name]
             p = pos[name]
-            if p + chunk > len(data):
-                p = 0
-            fed += feeder.feed(name, data[p:p + chunk])
-            pos[name] = p + chunk
+            fed += feeder.feed(name, streams[name][p:p + chunk])
+            pos[name] = (p + chunk) % period
         await asyncio.sleep(0)  # let the publisher, the flush timer and the network callbacks run
     t_fed = time.perf_counter() - t0
     gw.flush()

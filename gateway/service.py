@@ -2,13 +2,13 @@
 
 Why one process and one event loop: a Raspberry Pi beside the line has one or two cores to spare, every
 driver is I/O-bound, and a single loop lets the whole path run without locks — a measurement becomes a
-numbered reading, enters the statistics of its characteristic, fires rules and is queued for the spool in
-one synchronous step (:meth:`Gateway.ingest`), so the order of sequence numbers is the order of events.
+reading, enters the statistics of its characteristic, fires rules and is queued for the spool in one
+synchronous step (:meth:`Gateway.ingest`).
 
 Everything that leaves the gateway goes through the spool (``edge.spool``) in sequence order: readings are
-collected into ``readings`` batches of at most ``mqtt.max_batch`` rows, and the batch is always queued
-before any other record (statistics snapshot, alert, event) so that the spool holds records in the order of
-their numbers. The spool is written to disk every ``spool.flush_interval`` seconds (one transaction — an SD
+collected into ``readings`` batches of at most ``mqtt.max_batch`` rows. Numbers are issued when records are
+queued — the readings batch first, then the snapshots, alerts and events that happened meanwhile — so the
+spool holds records in the order of their numbers, and alerts do not cut the readings into small messages. The spool is written to disk every ``spool.flush_interval`` seconds (one transaction — an SD
 card is not written per reading); the MQTT publisher (``edge.mqtt``) drains it and deletes what the broker
 acknowledged.
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -258,7 +259,7 @@ class CharacteristicState:
     config: CharacteristicConfig
     stats: Any  # edge.stats.RollingStats; None for counters
     checks: list[AlertCheck]
-    last: Reading | None = None
+    last: tuple | None = None  # (ts_ns, instrument, characteristic, value, unit, status) of the latest reading
     snapshot: StatsSnapshot | None = None
     new_since_snapshot: int = 0
     snapshot_due: bool = False
@@ -354,7 +355,8 @@ class Gateway:
         self.characteristics: dict[str, CharacteristicState] = {}
         self.instruments: dict[str, InstrumentState] = {}
         self._routes: dict[tuple[str, str], CharacteristicState] = {}
-        self._batch: list[Reading] = []
+        self._batch: list[tuple] = []  # (ts_ns, instrument, characteristic, value, unit, status), not numbered yet
+        self._others: list[tuple[str, str, Any]] = []  # (kind, topic, record) waiting for their numbers
         self._active: set[tuple[str, str]] = set()
         self._unrouted: dict[tuple[str, str], int] = {}
         self.started_ns = 0
@@ -491,7 +493,7 @@ class Gateway:
     # ------------------------------------------------------------------ the hot path
 
     def ingest(self, m: Measurement) -> None:
-        """One measurement from a driver: number it, queue it, update statistics, rules and alerts."""
+        """One measurement from a driver: queue it as a reading, update statistics, rules and alerts."""
         ch = self._routes.get((m.instrument, m.channel))
         inst = self.instruments.get(m.instrument)
         if inst is not None:
@@ -516,15 +518,15 @@ class Gateway:
                 value, status = NAN, Status.ERROR
         if not math.isfinite(value) and status is Status.OK:
             status = Status.ERROR
-        seq = self.spool.issue()
-        r = Reading(m.ts_ns, seq, m.instrument, cfg.name, value, unit, status)
-        ch.last = r
+        # numbered when its batch is queued (see _emit): the spool then holds numbers in order
+        row = (m.ts_ns, m.instrument, cfg.name, value, unit, status)
+        ch.last = row
         ch.new_since_snapshot += 1
         self.readings_total += 1
         batch = self._batch
-        batch.append(r)
+        batch.append(row)
         if len(batch) >= self.max_batch:
-            self._queue_readings()
+            self._emit()
         stats = ch.stats
         if stats is None:
             if status is Status.OK:
@@ -533,9 +535,9 @@ class Gateway:
         ok = status is Status.OK
         bits = stats.push(value, ok)
         if ok and (bits or ch.watch):
-            self._point_alerts(ch, r, int(bits))
+            self._point_alerts(ch, m.ts_ns, value, int(bits))
 
-    def _point_alerts(self, ch: CharacteristicState, r: Reading, bits: int) -> None:
+    def _point_alerts(self, ch: CharacteristicState, ts_ns: int, value: float, bits: int) -> None:
         cfg = ch.config
         lsl = NAN if cfg.lsl is None else cfg.lsl
         usl = NAN if cfg.usl is None else cfg.usl
@@ -551,20 +553,20 @@ class Gateway:
             message = ""
             if kind == "out_of_spec":
                 if active:
-                    above = r.value > usl if math.isfinite(usl) else False
+                    above = value > usl if math.isfinite(usl) else False
                     limit = usl if above else lsl
-                    message = (f"{cfg.name} {r.value:g} {cfg.unit} {'above USL' if above else 'below LSL'} "
+                    message = (f"{cfg.name} {value:g} {cfg.unit} {'above USL' if above else 'below LSL'} "
                                f"{limit:g} {cfg.unit}")
                 else:
-                    message = f"{cfg.name} {r.value:g} {cfg.unit} back within {lsl:g}..{usl:g} {cfg.unit}"
+                    message = f"{cfg.name} {value:g} {cfg.unit} back within {lsl:g}..{usl:g} {cfg.unit}"
             elif active:
-                message = f"{cfg.name}: {_RULE_TEXT.get(kind, kind)} (value {r.value:g} {cfg.unit})"
+                message = f"{cfg.name}: {_RULE_TEXT.get(kind, kind)} (value {value:g} {cfg.unit})"
             else:
                 message = f"{cfg.name}: {_RULE_TEXT.get(kind, kind)} no longer seen"
             # out_of_spec clears only when the value is back inside by the hysteresis margin (the tracker
             # computes it from the limits); a control rule clears when the rule no longer fires
-            tr = self.alerts.update(cfg.name, kind, active, ts_ns=r.ts_ns, severity=check.severity,
-                                    value=r.value, limit=limit, lsl=lsl, usl=usl, message=message,
+            tr = self.alerts.update(cfg.name, kind, active, ts_ns=ts_ns, severity=check.severity,
+                                    value=value, limit=limit, lsl=lsl, usl=usl, message=message,
                                     clearance_ok=None if kind == "out_of_spec" else True)
             if tr is not None:
                 self._alert(tr)
@@ -591,63 +593,72 @@ class Gateway:
 
     # ------------------------------------------------------------------ queueing records
 
-    def _queue_readings(self) -> None:
+    def _emit(self) -> None:
+        """Number and queue what is pending: the readings batch first, then the other records in the order
+        they happened. Numbers are issued here, so the spool holds them in order, and a burst of alerts does
+        not cut the readings into small messages (MQTT costs per message, not per reading)."""
         batch = self._batch
-        if not batch:
+        if batch:
+            self._batch = []
+            first = self.spool.issue(len(batch))
+            readings = [Reading(ts, first + i, inst, char, value, unit, status)
+                        for i, (ts, inst, char, value, unit, status) in enumerate(batch)]
+            payload = json.dumps(encode_batch(readings), separators=(",", ":"), allow_nan=False).encode()
+            self.spool.add(self.topics.readings, payload, first_seq=first, last_seq=first + len(batch) - 1, qos=1)
+            for fn in self.listeners:
+                fn("readings", readings)
+        others = self._others
+        if not others:
             return
-        self._batch = []
-        payload = json.dumps(encode_batch(batch), separators=(",", ":"), allow_nan=False).encode()
-        self.spool.add(self.topics.readings, payload, first_seq=batch[0].seq, last_seq=batch[-1].seq, qos=1)
-        for fn in self.listeners:
-            fn("readings", batch)
+        self._others = []
+        from edge.model import AlertState
 
-    def _queue(self, topic: str, payload: bytes, seq: int | None, *, retain: bool = False) -> None:
-        """Queue one record; pending readings go first so the spool stays in sequence order."""
-        self._queue_readings()
-        self.spool.add(topic, payload, first_seq=seq, last_seq=seq, qos=1, retain=retain)
+        for kind, topic, record in others:
+            seq = self.spool.issue()
+            if kind == "alert":
+                record = record.to_alert(seq)
+            else:
+                record = dataclasses.replace(record, seq=seq)
+            payload = dumps(record)
+            self.spool.add(topic, payload, first_seq=seq, last_seq=seq, qos=1)
+            if kind == "alert":
+                raised = record.state is AlertState.RAISED
+                self.spool.add(self.topics.active(record.subject, record.kind), payload if raised else b"",
+                               first_seq=None, last_seq=None, qos=1, retain=True)
+                self.events.event("warning" if raised else "info", f"alert_{record.state.value}",
+                                  key=f"{record.subject}/{record.kind}", subject=record.subject,
+                                  kind=record.kind, severity=record.severity.value, seq=seq,
+                                  message=record.message)
+                if self.webhook is not None:
+                    self.webhook.send_alert(record)
+            for fn in self.listeners:
+                fn(kind, record)
 
     def _alert(self, tr: Any) -> None:
+        """An alert raised or cleared (published with the next batch, numbered then)."""
         from edge.model import AlertState
 
         self._state_dirty = True
-        seq = self.spool.issue()
-        alert = tr.to_alert(seq)
-        payload = dumps(alert)
-        self._queue(self.topics.alert(alert.subject, alert.kind), payload, seq)
-        key = (alert.subject, alert.kind)
-        if alert.state is AlertState.RAISED:
+        key = (tr.subject, tr.kind)
+        if tr.state is AlertState.RAISED:
             self._active.add(key)
-            self._queue(self.topics.active(alert.subject, alert.kind), payload, None, retain=True)
         else:
             self._active.discard(key)
-            self._queue(self.topics.active(alert.subject, alert.kind), b"", None, retain=True)
-        self.events.event("warning" if alert.state is AlertState.RAISED else "info", f"alert_{alert.state.value}",
-                          key=f"{alert.subject}/{alert.kind}", subject=alert.subject, kind=alert.kind,
-                          severity=alert.severity.value, seq=seq, message=alert.message)
-        if self.webhook is not None:
-            self.webhook.send_alert(alert)
-        for fn in self.listeners:
-            fn("alert", alert)
+        self._others.append(("alert", self.topics.alert(tr.subject, tr.kind), tr))
 
     def status_event(self, subject: str, state: str, message: str = "", detail: dict | None = None) -> None:
-        seq = self.spool.issue()
-        ev = StatusEvent(self.clock.now_ns(), seq, subject, state, message, detail)
-        self._queue(self.topics.event(subject), dumps(ev), seq)
-        for fn in self.listeners:
-            fn("event", ev)
+        ev = StatusEvent(self.clock.now_ns(), 0, subject, state, message, detail)
+        self._others.append(("event", self.topics.event(subject), ev))
 
     def _snapshot(self, ch: CharacteristicState) -> None:
         if ch.stats is None:
             return
-        seq = self.spool.issue()
-        snap = ch.stats.snapshot(self.clock.now_ns(), seq)
+        snap = ch.stats.snapshot(self.clock.now_ns(), 0)  # the figures now; numbered when queued
         ch.snapshot = snap
         ch.snapshot_mono = self.clock.monotonic()
         ch.new_since_snapshot = 0
         ch.snapshot_due = False
-        self._queue(self.topics.stats(ch.name), dumps(snap), seq)
-        for fn in self.listeners:
-            fn("stats", snap)
+        self._others.append(("stats", self.topics.stats(ch.name), snap))
         self._cpk_check(ch, snap)
 
     def _cpk_check(self, ch: CharacteristicState, snap: StatsSnapshot) -> None:
@@ -762,14 +773,14 @@ class Gateway:
         self._spool_checks()
 
     def flush(self, *, save_state: bool | None = None) -> None:
-        """Queue the pending readings, save the statistics state when due, commit the spool (one transaction).
+        """Queue what is pending, save the statistics state when due, commit the spool (one transaction).
 
         The state (about 35 kB per characteristic with a window of 1000) is written at most every
         ``state_interval`` seconds and only when something changed — an SD card must not be rewritten
         every second — and always on a clean stop. After a crash (SIGKILL, power cut) the restored statistics
         lack at most the readings of the last ``state_interval`` seconds (docs/gateway.md).
         """
-        self._queue_readings()
+        self._emit()
         if save_state is None:
             due = self.clock.monotonic() - self._state_saved_at >= self.state_interval
             changed = self.readings_total != self._state_saved_readings or self._state_dirty
@@ -823,9 +834,9 @@ class Gateway:
                 "name": name, "instrument": ch.config.instrument, "unit": ch.config.unit,
                 "kind": ch.config.kind, "lsl": ch.config.lsl, "usl": ch.config.usl,
                 "nominal": ch.config.nominal,
-                "last_value": None if last is None else _num(last.value),
-                "last_status": None if last is None else last.status.value,
-                "last_ts_ns": None if last is None else last.ts_ns,
+                "last_value": None if last is None else _num(last[3]),
+                "last_status": None if last is None else last[5].value,
+                "last_ts_ns": None if last is None else last[0],
                 "active_alerts": by_subject.get(name, []),
             }
             if s is not None:

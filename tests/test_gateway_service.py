@@ -249,6 +249,7 @@ def test_status_document_is_json_and_names_everything(tmp_path):
     feed(gw, clock, [12.0, 12.01])
     clock.advance(1.1)
     gw.tick()
+    gw.flush()
     doc = json.loads(json.dumps(gw.status(), allow_nan=False))
     assert doc["gateway"]["readings"] == 2 and doc["gateway"]["last_seq"] >= 3
     bore = next(c for c in doc["characteristics"] if c["name"] == "bore")
