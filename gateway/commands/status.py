@@ -60,6 +60,21 @@ def _f(v: Any, digits: int = 6) -> str:
     return str(v)
 
 
+def _size(n: Any) -> str:
+    """Bytes for people.
+
+    >>> _size(24576), _size(536870912), _size(None)
+    ('24 KiB', '512 MiB', '–')
+    """
+    if not isinstance(n, int | float):
+        return "–"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" or n >= 10 else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.0f} GiB"
+
+
 def _ago(ts_ns: int | None) -> str:
     if not ts_ns:
         return "never"
@@ -83,7 +98,10 @@ def render(s: dict[str, Any]) -> str:
     rows = []
     for i in s["instruments"]:
         last = i.get("last_reading")
-        reading = f"{_f(last['value'])} {last['unit']} {last['status']} ({_ago(last['ts_ns'])})" if last else "none"
+        reading = "none"
+        if last:
+            channel = f" [{last['channel']}]" if last.get("channel") else ""
+            reading = f"{_f(last['value'])} {last['unit']} {last['status']}{channel} ({_ago(last['ts_ns'])})"
         rows.append([i["name"], i["driver"] + (f" (sim {i['simulate']})" if i.get("simulate") else ""),
                      "yes" if i["connected"] else "NO", str(i["frames_ok"]), str(i["frames_rejected"]), reading,
                      i.get("last_error") or ""])
@@ -99,8 +117,9 @@ def render(s: dict[str, Any]) -> str:
         lines += _table(["subject", "kind", "severity", "message"],
                         [[a["subject"], a["kind"], a["severity"], a.get("message") or ""] for a in s["alerts"]])
     sp, b = s["spool"], s["broker"]
-    lines += ["", f"spool: backlog {_f(sp.get('backlog'))} records, {_f(sp.get('bytes'))} of "
-              f"{_f(sp.get('max_bytes'))} bytes, dropped {_f(sp.get('dropped_count', 0))} ({sp.get('path')})"]
+    lines += ["", f"spool: backlog {_f(sp.get('backlog'))} records, {_size(sp.get('bytes'))} of "
+              f"{_size(sp.get('max_bytes'))} used, dropped {_f(sp.get('dropped_count', 0))} readings "
+              f"({sp.get('path')})"]
     if b.get("enabled"):
         state = "connected" if b.get("connected") else "NOT connected"
         lines.append(f"broker: {b['url']} {state}" + (f" — {b['last_error']}" if b.get("last_error") else ""))
