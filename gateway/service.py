@@ -388,8 +388,11 @@ class Gateway:
             return
         try:
             data = json.loads(self.state_path.read_text())
-            if data.get("version") != STATE_VERSION:
-                raise ValueError(f"state file version {data.get('version')!r}, this gateway writes {STATE_VERSION}")
+            if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+                raise ValueError(f"not a version {STATE_VERSION} state file")
+            chars = data.get("characteristics")
+            if not isinstance(chars, dict) or not all(isinstance(v, dict) for v in chars.values()):
+                raise ValueError("'characteristics' must map names to saved statistics")
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             aside = self.state_path.with_name(f"{self.state_path.name}.corrupt-{int(time.time())}")
             with contextlib.suppress(OSError):
@@ -400,7 +403,7 @@ class Gateway:
         from edge.stats import RollingStats
 
         restored = []
-        for name, saved in data.get("characteristics", {}).items():
+        for name, saved in chars.items():
             ch = self.characteristics.get(name)
             if ch is None:
                 continue

@@ -388,3 +388,17 @@ def test_a_corrupt_spool_is_moved_aside_and_reported(tmp_path):
     feed(gw, clock, [12.0])  # and the gateway goes on with a new spool
     assert [r.value for kind, obj, _ in spooled(gw) if kind == "readings" for r in obj] == [12.0]
     gw.close()
+
+
+def test_state_file_of_the_wrong_shape_never_stops_the_start(tmp_path):
+    clock = ManualClock()
+    gw, _ = gateway(tmp_path, clock)
+    gw.close()
+    for garbage in ('[1, 2, 3]', '{"version": 1, "characteristics": [1]}',
+                    '{"version": 1, "characteristics": {"bore": 5}}', '{"version": 99}', '\x00\xff'):
+        gw.state_path.write_text(garbage)
+        gw2, log = gateway(tmp_path, clock)
+        assert "event=state_unreadable" in log.getvalue(), garbage
+        feed(gw2, clock, [12.0])
+        assert gw2.characteristics["bore"].stats.snapshot().n_total == 1
+        gw2.close()
