@@ -265,6 +265,8 @@ class CharacteristicState:
     snapshot_due: bool = False
     snapshot_mono: float = -math.inf  # monotonic time of the last snapshot
     watch: set[str] = field(default_factory=set)  # alert kinds with a pending count in the tracker
+    subgroup_size: int = 1
+    sg_fill: int = 0  # readings in the current subgroup
     # counters
     count_last_value: float = NAN
     count_last_change: float = NAN  # monotonic seconds of the last increase
@@ -377,7 +379,7 @@ class Gateway:
 
         for cfg in self.config.characteristics:
             stats = None if cfg.kind == "count" else RollingStats.from_config(cfg)
-            state = CharacteristicState(cfg, stats, _check_list(cfg))
+            state = CharacteristicState(cfg, stats, _check_list(cfg), subgroup_size=cfg.subgroup_size)
             self.characteristics[cfg.name] = state
             self._routes[(cfg.instrument, cfg.channel)] = state
 
@@ -414,6 +416,7 @@ class Gateway:
             try:
                 if ch.stats is not None and saved.get("stats") is not None:
                     ch.stats = RollingStats.from_state(saved["stats"])
+                    ch.sg_fill = ch.stats.snapshot().n_total % ch.subgroup_size
                 last = saved.get("count_last_value")
                 ch.count_last_value = NAN if last is None else float(last)
             except (ValueError, TypeError, KeyError) as exc:
@@ -537,10 +540,16 @@ class Gateway:
             return
         ok = status is Status.OK
         bits = stats.push(value, ok)
-        if ok and (bits or ch.watch):
-            self._point_alerts(ch, m.ts_ns, value, int(bits))
+        if ok:
+            chart_point = True
+            if ch.subgroup_size > 1:  # chart rules are judged once per subgroup, on its last reading
+                ch.sg_fill = (ch.sg_fill + 1) % ch.subgroup_size
+                chart_point = ch.sg_fill == 0
+            if bits or ch.watch:
+                self._point_alerts(ch, m.ts_ns, value, int(bits), chart_point)
 
-    def _point_alerts(self, ch: CharacteristicState, ts_ns: int, value: float, bits: int) -> None:
+    def _point_alerts(self, ch: CharacteristicState, ts_ns: int, value: float, bits: int,
+                      chart_point: bool = True) -> None:
         cfg = ch.config
         lsl = NAN if cfg.lsl is None else cfg.lsl
         usl = NAN if cfg.usl is None else cfg.usl
@@ -550,6 +559,8 @@ class Gateway:
             kind = check.kind
             if not active and kind not in ch.watch:
                 continue
+            if not chart_point and kind != "out_of_spec":
+                continue  # mid-subgroup: the chart has no new point, so a rule neither fires nor clears
             if active:
                 ch.watch.add(kind)
             limit = NAN

@@ -402,3 +402,20 @@ def test_state_file_of_the_wrong_shape_never_stops_the_start(tmp_path):
         feed(gw2, clock, [12.0])
         assert gw2.characteristics["bore"].stats.snapshot().n_total == 1
         gw2.close()
+
+
+def test_subgroup_rules_are_judged_once_per_subgroup(tmp_path):
+    """With subgroups of 5 a rule alert must not clear on the readings in between two subgroup means."""
+    clock = ManualClock()
+    cfg = make_config(tmp_path)
+    cfg["characteristics"][0].update(subgroup_size=5, rules=["nelson_1"], window=200)
+    gw = Gateway(parse_config(cfg), clock=clock, events=EventLog(stream=io.StringIO()), publish=False)
+    gw.open()
+    feed(gw, clock, [12.0, 12.002, 11.998, 12.001, 11.999] * 4)  # four quiet subgroups
+    feed(gw, clock, [12.04] * 5)  # a subgroup mean far beyond 3 sigma of the mean (but in spec)
+    assert ("bore", "nelson_1") in {(a.subject, a.kind) for a in gw.alerts.active()}
+    feed(gw, clock, [12.0, 12.002, 11.998, 12.001, 11.999])  # one quiet subgroup: clear_after is 2
+    assert ("bore", "nelson_1") in {(a.subject, a.kind) for a in gw.alerts.active()}
+    feed(gw, clock, [12.0, 12.002, 11.998, 12.001, 11.999])  # the second: now it clears
+    assert ("bore", "nelson_1") not in {(a.subject, a.kind) for a in gw.alerts.active()}
+    gw.close()
