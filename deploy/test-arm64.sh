@@ -90,9 +90,10 @@ bind() {  # bind <host path> <path in root>
 
 # Debian packages of the root: Python, a compiler and headers for the Cython core (what install.sh
 # would install with apt), and what the non-service tests call: socat (ptys), openssl, shellcheck,
-# systemd-analyze, docker-compose (the compose file's validator).
+# systemd-analyze, docker-compose (the compose file's validator), mosquitto (the demo command starts a
+# private broker), chromium (the status page test).
 BASE_PACKAGES=python3,python3-venv,python3-dev,python3-pip,build-essential,ca-certificates
-TEST_PACKAGES="git socat openssl shellcheck systemd docker-compose mosquitto-clients"
+TEST_PACKAGES="git socat openssl shellcheck systemd docker-compose mosquitto mosquitto-clients chromium"
 if [ "$ARCH" = armhf ]; then
     # Raspberry Pi OS 32-bit: numpy comes from the distribution (install.sh does the same on armhf).
     BASE_PACKAGES="$BASE_PACKAGES,python3-numpy"
