@@ -18,7 +18,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+M = TypeVar("M", bound=BaseModel)
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 # Rule names understood by the statistics core (see edge.stats.rules).
@@ -359,8 +360,8 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: Any = GatewayConfig
+def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: Any = root
     for part in loc:
         if isinstance(part, int):
             continue
@@ -382,8 +383,13 @@ def _nested_home(model: type[BaseModel], key: str) -> str | None:
     return None
 
 
-def format_errors(source: str, exc: ValidationError) -> list[str]:
-    """One line per problem: ``file: key.path: what is wrong (and the fix)``."""
+def format_errors(source: str, exc: ValidationError, root: type[BaseModel] | None = None) -> list[str]:
+    """One line per problem: ``file: key.path: what is wrong (and the fix)``.
+
+    ``root`` is the model that was validated (the gateway configuration unless said otherwise); it is
+    used to suggest the right key for an unknown one.
+    """
+    root = root or GatewayConfig
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
@@ -397,7 +403,7 @@ def format_errors(source: str, exc: ValidationError) -> list[str]:
         path = _loc(loc) or "(top level)"
         kind = err["type"]
         if kind == "extra_forbidden":
-            parent = _model_at(loc[:-1])
+            parent = _model_at(root, loc[:-1])
             known = list(parent.model_fields) if parent else []
             close = difflib.get_close_matches(str(loc[-1]), known, n=1)
             nested = _nested_home(parent, str(loc[-1])) if parent else None
@@ -422,25 +428,34 @@ def format_errors(source: str, exc: ValidationError) -> list[str]:
     return lines
 
 
-def parse_config(data: dict[str, Any], source: str = "<config>") -> GatewayConfig:
+def validate(model: type[M], data: dict[str, Any], source: str) -> M:
+    """Validate ``data`` against ``model``; :class:`ConfigError` with one line per problem."""
     try:
-        return GatewayConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        problems = format_errors(source, exc)
+        problems = format_errors(source, exc, model)
         raise ConfigError("\n".join(problems), problems) from None
 
 
-def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
-    """Read and validate a gateway TOML file; raises :class:`ConfigError` with one line per problem."""
+def read_toml(path: str | os.PathLike[str], example: str) -> dict[str, Any]:
+    """The table of a TOML file; :class:`ConfigError` naming the file (and ``example`` to start from)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file; copy gateway/example.toml to start from") from None
+        raise ConfigError(f"{path}: no such file; copy {example} to start from") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(data, source=path.name)
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> GatewayConfig:
+    return validate(GatewayConfig, data, source)
+
+
+def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
+    """Read and validate a gateway TOML file; raises :class:`ConfigError` with one line per problem."""
+    return parse_config(read_toml(path, "gateway/example.toml"), source=Path(path).name)

@@ -31,7 +31,6 @@ import re
 import socket
 import threading
 import time
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,10 +40,10 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edge import influx, topics
-from edge.config import NAME_PATTERN, ConfigError, load_config
+from edge.config import NAME_PATTERN, ConfigError, load_config, read_toml, validate
 from edge.influx import InfluxTarget, InfluxWriter, Origin, Spec, WriteAborted, WriteRejected
 from edge.model import Alert, PayloadError, Reading, StatsSnapshot, StatusEvent, decode, decode_batch
 
@@ -214,40 +213,13 @@ def _read_secret(path: Path, key: str) -> str:
         raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _problems(source: str, exc: ValidationError) -> list[str]:
-    out = []
-    for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            out.append(f"{source}: {path}: unknown key; see gateway/bridge.example.toml for the keys")
-        elif err["type"] == "missing":
-            out.append(f"{source}: {path}: required key is missing")
-        else:
-            shown = "" if isinstance(err.get("input"), dict | list) else f" (got {err.get('input')!r})"
-            out.append(f"{source}: {path}: {err['msg'].removeprefix('Value error, ')}{shown}")
-    return out
-
-
 def parse_bridge_config(data: dict[str, Any], source: str = "<bridge config>") -> BridgeConfig:
-    try:
-        return BridgeConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = _problems(source, exc)
-        raise ConfigError("\n".join(problems), problems) from None
+    return validate(BridgeConfig, data, source)
 
 
 def load_bridge_config(path: str | os.PathLike[str]) -> BridgeConfig:
     """Read and validate a bridge TOML file; :class:`ConfigError` with one line per problem."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file; copy gateway/bridge.example.toml to start from") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_bridge_config(data, source=path.name)
+    return parse_bridge_config(read_toml(path, "gateway/bridge.example.toml"), source=Path(path).name)
 
 
 def load_specs(paths: list[Path]) -> dict[tuple[str, str, str, str], Spec]:
