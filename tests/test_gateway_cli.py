@@ -138,7 +138,7 @@ def test_run_refuses_a_bad_configuration_with_one_line_per_problem(tmp_path):
 
 
 def test_demo_shows_readings_statistics_and_alerts(tmp_path):
-    r = floorwatch("demo", "--duration", "14", "--dir", str(tmp_path / "demo"), timeout=90)
+    r = floorwatch("demo", "--duration", "14", "--dir", str(tmp_path / "demo"), timeout=120)
     out = r.stdout
     assert r.returncode == 0, out + r.stderr
     assert "private Mosquitto on 127.0.0.1:" in out
@@ -151,7 +151,7 @@ def test_demo_shows_readings_statistics_and_alerts(tmp_path):
 
 
 def test_demo_without_a_broker_runs_spool_only(tmp_path):
-    r = floorwatch("demo", "--duration", "3", "--no-broker", "--dir", str(tmp_path / "demo"), timeout=60)
+    r = floorwatch("demo", "--duration", "3", "--no-broker", "--dir", str(tmp_path / "demo"), timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "spool-only" in r.stdout and "Mosquitto" not in r.stdout.split("\n")[0]
     assert (tmp_path / "demo" / "data" / "spool.sqlite").exists()

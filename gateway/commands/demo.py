@@ -194,12 +194,16 @@ def run(args: argparse.Namespace) -> int:
                   "Install it with 'sudo apt-get install -y mosquitto' to see data go out over MQTT.")
             publish = False
         else:
-            broker = PrivateBroker(binary, workdir)
-            try:
-                broker.start()
-            except RuntimeError as exc:
-                print(f"could not start the private Mosquitto ({exc}): running spool-only.")
-                broker, publish = None, False
+            for attempt in range(3):  # a free port can be taken by someone else before Mosquitto binds it
+                broker = PrivateBroker(binary, workdir)
+                try:
+                    broker.start()
+                    break
+                except RuntimeError as exc:
+                    broker.stop()
+                    if attempt == 2:
+                        print(f"could not start the private Mosquitto ({exc}): running spool-only.")
+                        broker, publish = None, False
     config_path = workdir / "demo.toml"
     config_path.write_text(demo_config_text(EXAMPLE.read_text(), workdir / "data", broker.port if broker else 1883,
                                             free_port()))
