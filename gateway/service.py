@@ -754,6 +754,12 @@ class Gateway:
                 self.status_event("spool", "corrupt", "spool file was corrupt; moved aside, a new one started",
                                   {k: str(v) for k, v in detail.items()})
                 self.events.error("spool_corrupt", **{k: str(v) for k, v in detail.items()})
+            elif kind == "sequence_skipped":
+                self.status_event("spool", kind,
+                                  f"sequence numbers {detail.get('first_seq')}..{detail.get('last_seq')} were never "
+                                  f"used ({detail.get('reason', 'unclean stop')}): a gap downstream, explained",
+                                  {k: v for k, v in detail.items()})
+                self.events.warning("sequence_skipped", **{k: v for k, v in detail.items()})
             else:
                 self.status_event("spool", kind, "", {k: v for k, v in detail.items()})
         backlog = self.spool.backlog()
