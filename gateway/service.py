@@ -1113,6 +1113,14 @@ def run_gateway(config: GatewayConfig, **kwargs: Any) -> int:
             loop.add_signal_handler(sig, stop.set)
         gw = Gateway(config, **kwargs)
         gw.events.attach("edge", "drivers", "paho", "floorwatch")
-        return await gw.run(stop)
+        try:
+            return await gw.run(stop)
+        except Exception as exc:  # a bug: one line (with where it happened) for the journal, exit 1
+            import traceback
+
+            frames = traceback.extract_tb(exc.__traceback__)[-3:]
+            gw.events.error("gateway_failed", error=f"{type(exc).__name__}: {exc}",
+                            where=" <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames)))
+            return 1
 
     return asyncio.run(main())
