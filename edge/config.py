@@ -276,6 +276,11 @@ class AlertsConfig(_Strict):
     webhook_timeout: float = Field(5.0, gt=0, le=120)
     debounce: int = Field(1, ge=1, le=100, description="Consecutive points before an alert is raised")
     clear_after: int = Field(3, ge=1, le=1000, description="Consecutive good points before it clears")
+    rule_clear_after: int = Field(
+        25, ge=1, le=10_000,
+        description="Consecutive points without the rule firing before a control-rule, EWMA or CUSUM alert "
+        "clears (rules fire on single points: a short count makes them flap while a process drifts)",
+    )
     hysteresis: float = Field(0.0, ge=0, description="Fraction of the tolerance a value must move back inside")
 
     @field_validator("webhook_url")

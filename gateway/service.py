@@ -581,7 +581,8 @@ class Gateway:
             # computes it from the limits); a control rule clears when the rule no longer fires
             tr = self.alerts.update(cfg.name, kind, active, ts_ns=ts_ns, severity=check.severity,
                                     value=value, limit=limit, lsl=lsl, usl=usl, message=message,
-                                    clearance_ok=None if kind == "out_of_spec" else True)
+                                    clearance_ok=None if kind == "out_of_spec" else True,
+                                    clear_after=None if kind == "out_of_spec" else self.config.alerts.rule_clear_after)
             if tr is not None:
                 self._alert(tr)
                 transitions += 1

@@ -132,6 +132,7 @@ bind = "127.0.0.1:{free_port()}"
 [alerts]
 debounce = 1
 clear_after = 2
+rule_clear_after = 2
 {extra}
 """)
     return path

@@ -34,7 +34,7 @@ def make_config(tmp_path: Path, **over) -> dict:
         ],
         "mqtt": {"max_batch": 50},
         "spool": {"flush_interval": 0.1},
-        "alerts": {"debounce": 1, "clear_after": 2},
+        "alerts": {"debounce": 1, "clear_after": 2, "rule_clear_after": 2},
         "web": {"enabled": False},
     }
     for key, value in over.items():
@@ -414,8 +414,27 @@ def test_subgroup_rules_are_judged_once_per_subgroup(tmp_path):
     feed(gw, clock, [12.0, 12.002, 11.998, 12.001, 11.999] * 4)  # four quiet subgroups
     feed(gw, clock, [12.04] * 5)  # a subgroup mean far beyond 3 sigma of the mean (but in spec)
     assert ("bore", "nelson_1") in {(a.subject, a.kind) for a in gw.alerts.active()}
-    feed(gw, clock, [12.0, 12.002, 11.998, 12.001, 11.999])  # one quiet subgroup: clear_after is 2
+    feed(gw, clock, [12.0, 12.002, 11.998, 12.001, 11.999])  # one quiet subgroup: rule_clear_after is 2
     assert ("bore", "nelson_1") in {(a.subject, a.kind) for a in gw.alerts.active()}
     feed(gw, clock, [12.0, 12.002, 11.998, 12.001, 11.999])  # the second: now it clears
     assert ("bore", "nelson_1") not in {(a.subject, a.kind) for a in gw.alerts.active()}
+    gw.close()
+
+
+def test_rule_alerts_hold_while_the_rule_keeps_firing_now_and_then(tmp_path):
+    """A drifting process fires nelson_1 on some points and not others: the alert stays raised until
+    rule_clear_after points pass without it, instead of flapping raised/cleared every few points."""
+    clock = ManualClock()
+    cfg = make_config(tmp_path)
+    cfg["characteristics"][0].update(rules=["nelson_1"], control={"center": 12.0, "sigma": 0.001})
+    cfg["alerts"] = {"debounce": 1, "clear_after": 2, "rule_clear_after": 10}
+    gw = Gateway(parse_config(cfg), clock=clock, events=EventLog(stream=io.StringIO()), publish=False)
+    gw.open()
+    feed(gw, clock, [12.0, 12.0045, 12.0, 12.0, 12.0, 12.0045])  # beyond 3 sigma now and then
+    raised = [a for a in gw.alerts.active() if a.kind == "nelson_1"]
+    assert len(raised) == 1
+    feed(gw, clock, [12.0] * 9)
+    assert any(a.kind == "nelson_1" for a in gw.alerts.active())  # 9 quiet points: not yet
+    feed(gw, clock, [12.0])
+    assert not any(a.kind == "nelson_1" for a in gw.alerts.active())  # the 10th clears it
     gw.close()
