@@ -91,9 +91,10 @@ bind() {  # bind <host path> <path in root>
 # Debian packages of the root: Python, a compiler and headers for the Cython core (what install.sh
 # would install with apt), and what the non-service tests call: socat (ptys), openssl, shellcheck,
 # systemd-analyze, docker-compose (the compose file's validator), mosquitto (the demo command starts a
-# private broker), chromium (the status page test).
+# private broker). Not chromium: under qemu user emulation it aborts at start ("GPU process isn't
+# usable", ptrace not implemented), so the browser tests (named *chromium*) are left to the host run.
 BASE_PACKAGES=python3,python3-venv,python3-dev,python3-pip,build-essential,ca-certificates
-TEST_PACKAGES="git socat openssl shellcheck systemd docker-compose mosquitto mosquitto-clients chromium"
+TEST_PACKAGES="git socat openssl shellcheck systemd docker-compose mosquitto mosquitto-clients"
 if [ "$ARCH" = armhf ]; then
     # Raspberry Pi OS 32-bit: numpy comes from the distribution (install.sh does the same on armhf).
     BASE_PACKAGES="$BASE_PACKAGES,python3-numpy"
@@ -184,7 +185,7 @@ in_root "
     /opt/floorwatch/venv/bin/python setup.py -q build_ext --inplace >/dev/null
     /opt/floorwatch/venv/bin/python -c 'from edge import stats; assert stats.IMPLEMENTATION == \"compiled\", stats.FALLBACK_REASON'
     PYTHONPATH=/src/floorwatch/deploy /opt/floorwatch/venv/bin/python -m pytest -q -m 'not service' \
-        -p service_marker -p no:cacheprovider$quoted_args
+        -k 'not chromium' -p service_marker -p no:cacheprovider$quoted_args
 " || status=$?
 end tests
 
