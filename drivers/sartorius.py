@@ -24,6 +24,8 @@ Protocol notes (docs/drivers/sartorius.md has more):
   variant prepends a 6-character ID (``N`` net, ``G#`` gross, ``T`` tare, ``Stat`` …).
 * special texts ``High`` (overload), ``Low`` (underload), ``Err ###`` are matched on the keyword.
 * tare lines (ID ``T``/``PT``) and ``Stat`` lines carry no part weight and are ignored.
+* an ID other than the usual ones (``N``, ``G#``, ``T``, ``PT`` …) must fill the 6-character ID column, and a
+  line without a unit must end in the blank unit field: a word or a digit of line noise is not a weight.
 * older models: 1200 baud, 7 bits, odd parity, hardware handshake.
 """
 
@@ -49,8 +51,15 @@ class SartoriusOptions(ScaleOptions):
 
 
 ID = rb"(?:([A-Za-z][A-Za-z0-9#.]{0,5})[ ]+)?"
-_VALUE = re.compile(rb"[ ]*" + ID + rb"([+-]?)[ ]*(" + NUMBER + rb")[ ]*([A-Za-z%][A-Za-z0-9%/]{0,4})?[ ]*")
+# The value line: an optional ID and its padding, sign, value, then the unit — or, while unstable, the blank
+# unit field (at least three spaces; a line that simply ends after the digits is not a Sartorius line).
+_VALUE = re.compile(rb"[ ]*(?:([A-Za-z][A-Za-z0-9#.]{0,5})([ ]+))?([+-]?)[ ]*(" + NUMBER
+                    + rb")(?:[ ]*([A-Za-z%][A-Za-z0-9%/]{0,4})[ ]*|[ ]{3,})")
 _SPECIAL = re.compile(rb"[ ]*" + ID + rb"[+\- ]*(High|Low|Err[ ]*(\d{1,4}))[ ]*")
+# IDs seen in the field at any padding; any other ID must fill the documented 6-character ID column, so a
+# word of line noise in front of a value is not taken for an ID.
+_KNOWN_IDS = {b"N", b"NET", b"G", b"G#", b"T", b"T1", b"T2", b"PT", b"PT1", b"PT2"}
+ID_WIDTH = 6
 _STAT = re.compile(rb"[ ]*Stat\b.*")
 _TARE_IDS = {b"T", b"PT", b"T1", b"T2", b"PT1", b"PT2"}
 
@@ -86,15 +95,15 @@ def parser(options: SartoriusOptions | None) -> Parser:
         if _STAT.fullmatch(body):
             return Ignored(f"status line {body.decode('ascii', 'replace').strip()}")
         m = match_value(body)
-        if m is not None:
+        if m is not None and (not m[1] or m[1] in _KNOWN_IDS or len(m[1]) + len(m[2]) == ID_WIDTH):
             ident = m[1] or b""
             if ident in _TARE_IDS:
                 return Ignored(f"tare line {body.decode('ascii', 'replace').strip()}")
-            value = float(m[3])
-            if m[2] == b"-":
+            value = float(m[4])
+            if m[3] == b"-":
                 value = -value
-            if m[4]:
-                return Decoded(value, m[4].decode(), Status.OK, "", ident.decode())
+            if m[5]:
+                return Decoded(value, m[5].decode(), Status.OK, "", ident.decode())
             return Decoded(value, "", Status.UNSTABLE, "", ident.decode())
         if not body:
             return Ignored("empty line")

@@ -124,6 +124,87 @@ def test_junk_inside_a_valid_frame_never_becomes_a_number(name, data):
     assert not (isinstance(result, Decoded) and math.isfinite(result.value)), (frame, junk, pos, result)
 
 
+# Bytes that no instrument puts in or around a frame: control characters (not CR, LF, NUL, TAB or the A&D
+# acknowledge 0x06, which some protocols legitimately strip), DEL, bytes >= 0x80 (a wrong baud rate or parity
+# mostly yields those) and punctuation no protocol here uses.
+HOSTILE = bytes([*range(1, 6), 7, 8, 11, 12, *range(14, 32), 0x7F, *range(0x80, 0x100)]) + b"~!@^|{}$&`'\"\\"
+garbage = st.tuples(
+    st.binary(max_size=12), st.sampled_from(HOSTILE), st.binary(max_size=12)
+).map(lambda t: t[0] + bytes([t[1]]) + t[2])
+
+
+@pytest.mark.parametrize("name", SERIAL)
+@FUZZ
+@given(data=st.data())
+def test_a_valid_frame_inside_garbage_never_becomes_a_number(name, data):
+    """What a wrong baud rate or a noisy cable sends: a good frame with garbage in front of it or after it.
+    A parser that searches for its pattern instead of matching the whole line reports those values."""
+    frame, _, _ = data.draw(VALID[name])
+    body, end = frame.rstrip(b"\r\n"), frame[len(frame.rstrip(b"\r\n")):]
+    before, after = data.draw(garbage, label="before"), data.draw(garbage, label="after")
+    for line in (before + body + end, body + after + end, before + body + after + end):
+        result = parser_of(name)(line)
+        assert not (isinstance(result, Decoded) and math.isfinite(result.value)), (line, result)
+
+
+@pytest.mark.parametrize("name", SERIAL)
+@FUZZ
+@given(data=st.data())
+def test_nul_and_non_ascii_bytes_inside_a_frame_never_become_a_number(name, data):
+    """A NUL (adapter reset) or a byte >= 0x80 (parity or baud error) inside a frame corrupts it."""
+    frame, _, _ = data.draw(VALID[name])
+    body = frame.rstrip(b"\r\n")
+    pos = data.draw(st.integers(1, len(body) - 1), label="position")
+    bad = data.draw(st.sampled_from([b"\x00", b"\xb5", b"\xc2\xb5", b"\xff", b"\x80", b"\xe2\x80\x8b"]), label="bad")
+    result = parser_of(name)(body[:pos] + bad + body[pos:] + frame[len(body):])
+    assert not (isinstance(result, Decoded) and math.isfinite(result.value)), (frame, bad, pos, result)
+
+
+@pytest.mark.parametrize("name", SERIAL)
+@FUZZ
+@given(data=st.data())
+def test_two_frames_run_together_never_become_a_number(name, data):
+    """A dropped line end glues two frames into one line: neither value may be read from it."""
+    (first, _, _), (second, _, _) = data.draw(VALID[name]), data.draw(VALID[name])
+    glued = first.rstrip(b"\r\n\x03") + second
+    result = parser_of(name)(glued)
+    assert not (isinstance(result, Decoded) and math.isfinite(result.value)), (glued, result)
+
+
+@pytest.mark.parametrize("name", SERIAL)
+@FUZZ
+@given(data=st.binary(max_size=40).filter(lambda b: any(c in HOSTILE for c in b)))
+def test_bytes_with_line_noise_in_them_never_become_a_number(name, data):
+    """Random bytes that contain at least one byte no instrument sends are never a value."""
+    for line in (data, data + b"\r", data + b"\r\n"):
+        result = parser_of(name)(line)
+        assert not (isinstance(result, Decoded) and math.isfinite(result.value)), (line, result)
+
+
+@pytest.mark.parametrize("name", SERIAL)
+@FUZZ
+@given(data=st.data())
+def test_printable_noise_in_front_of_a_frame_never_becomes_a_number(name, data):
+    """Noise can be printable too ('xx', 'Qz#.', a stray digit): a short word in front of a good frame (with
+    or without a space) does not make a value, even for protocols with an optional ID field."""
+    frame, _, _ = data.draw(VALID[name])
+    word = data.draw(st.text("abcdefghijkmopqrsuvwxyzQXZ#.79", min_size=1, max_size=4), label="word").encode()
+    sep = data.draw(st.sampled_from([b"", b" "]), label="separator")
+    line = word + sep + frame
+    result = parser_of(name)(line)
+    assert not (isinstance(result, Decoded) and math.isfinite(result.value)), (line, result)
+
+
+@pytest.mark.parametrize("name", ["sylvac", "sartorius"])
+@pytest.mark.parametrize("line", [b"7\r", b"12\r\n", b"abc 12\r\n", b"xx 5\r\n", b"  3\r\n"])
+def test_a_lone_number_without_the_protocol_layout_is_not_a_value(name, line):
+    """Protocols without a header (Sylvac) or with an optional one (Sartorius) must still see their layout:
+    the Sylvac value has a decimal point; the Sartorius line has a sign column and a unit field (blank while
+    unstable). A digit or two from a noisy line is not a measurement."""
+    result = parser_of(name)(line)
+    assert not (isinstance(result, Decoded) and math.isfinite(result.value)), (line, result)
+
+
 @pytest.mark.parametrize("name", SERIAL)
 def test_nan_inf_and_exponents_are_never_numbers(name):
     parse = parser_of(name)
