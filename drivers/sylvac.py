@@ -35,7 +35,7 @@ import serial
 from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.base import Decoded, DriverSpec, Ignored, Parser, ParseResult, Rejected, SerialDefaults
-from drivers.framing import NUMBER, strip_frame
+from drivers.framing import strip_frame
 from drivers.serial_port import SerialDriver, SerialLink, error_value
 from drivers.simulate.pty import PtySimulator
 from drivers.simulate.scenario import SCENARIOS, Event, Scenario
@@ -56,9 +56,10 @@ class SylvacOptions(BaseModel):
     unit: Literal["mm", "inch"] = Field("mm", description="Unit the gauge is set to (the frame does not say)")
 
 
-_VALUE = re.compile(rb"([+\- ]?)[ ]*(" + NUMBER + rb")[ ]*([<=>]?)[ ]*")
+# the value always has its decimal point: a lone digit from a noisy line (no header to check) is not a value
+_VALUE = re.compile(rb"([+\- ]?)[ ]*(\d+\.\d*|\.\d+)[ ]*([<=>]?)[ ]*")
 _ERR = re.compile(rb"[ ]*ERR[ ]*(\d)[ ]*")
-_ID = re.compile(rb"SY[ ]*\S*")
+_ID = re.compile(rb"SY[ ]*[0-9A-Za-z]+(?:[.\-/][0-9A-Za-z]+)*[ ]*")
 _BAT = re.compile(rb"B([01])")
 _ECHO = re.compile(rb"\?|PRI|OUT[01]|MM|IN|ID\?|SET\?|BAT\?")
 _ERRORS = {b"0": "sensor error", b"1": "bad command", b"2": "parity error", b"3": "range exceeded"}
