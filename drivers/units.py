@@ -5,7 +5,9 @@ or inch. The gateway converts each value to the characteristic's unit; a pair th
 (``g`` to ``mm``, an unknown unit) raises :class:`ValueError` naming both units, and the gateway turns
 that into an error reading rather than a silently wrong number.
 
-Spellings instruments use are accepted (``in``, ``"``, ``inch``; ``µm``/``um``; ``lbs``; ``PC``/``pcs``).
+Spellings instruments use are accepted in any letter case and with surrounding blanks (``in``, ``"``,
+``inch``; ``µm``/``um``; ``lbs``, ``kgs``; ``PC``/``pcs``). A unit whose size depends on a setting of the
+balance (the tael) is an error, never a guess.
 
 >>> convert(1, "lb", "g")
 453.59237
@@ -51,11 +53,19 @@ _UNITS: dict[str, tuple[str, float]] = {
     "%": ("ratio", 1.0),
 }
 _ALIASES = {
-    "G": "g", "KG": "kg", "Kg": "kg", "MG": "mg", "LB": "lb", "lbs": "lb", "LBS": "lb", "Lb": "lb", "OZ": "oz",
-    "CT": "ct", "GN": "gn", "DWT": "dwt", "OZT": "ozt", "ozt.": "ozt", "tl": "ozt",
-    "MM": "mm", "in": "inch", "IN": "inch", '"': "inch", "inches": "inch",
-    "µm": "um", "μm": "um", "UM": "um", "CM": "cm",
-    "PC": "pcs", "pc": "pcs", "PCS": "pcs", "Pcs": "pcs", "pieces": "pcs",
+    "lbs": "lb", "ozt.": "ozt", "kgs": "kg", "grams": "g",
+    "in": "inch", "in.": "inch", '"': "inch", "inches": "inch",
+    "µm": "um", "μm": "um", "micron": "um", "microns": "um",
+    "pc": "pcs", "pieces": "pcs",
+}
+# Case does not matter (instruments print KG, Kg, kg, LBS, INCH …), except where two units differ only by case.
+_BY_FOLDED: dict[str, str] = {}
+for _name in (*_UNITS, *_ALIASES):
+    _BY_FOLDED[_name.casefold()] = _ALIASES.get(_name, _name)
+# Units whose size depends on a setting of the balance: converting them would be a guess.
+_AMBIGUOUS = {
+    "tl": "the tael ('tl') is 37.429 g (Hong Kong), 37.799 g (Singapore) or 37.5 g (Taiwan) depending on the "
+          "balance's setting; set the balance to g",
 }
 _EXAMPLES = {"mass": "g, kg, mg, lb, oz, ct", "length": "mm, inch, um", "count": "pcs", "ratio": "%"}
 
@@ -63,14 +73,27 @@ _EXAMPLES = {"mass": "g, kg, mg, lb, oz, ct", "length": "mm, inch, um", "count":
 def canonical(unit: str) -> str:
     """The canonical spelling of ``unit``; raises ValueError for an unknown unit.
 
-    >>> canonical("LBS"), canonical("in"), canonical(" kg ")
-    ('lb', 'inch', 'kg')
+    Whitespace around the unit and letter case are ignored (``" KG "``, ``"Lbs"``, ``"INCH"``, ``"µM"``).
+
+    >>> canonical("LBS"), canonical("in"), canonical(" kg "), canonical("Inch"), canonical("µM")
+    ('lb', 'inch', 'kg', 'inch', 'um')
+    >>> canonical("tl")
+    Traceback (most recent call last):
+    ...
+    ValueError: unit 'tl': the tael ('tl') is 37.429 g (Hong Kong), 37.799 g (Singapore) or 37.5 g (Taiwan) depending on the balance's setting; set the balance to g
     """
-    u = unit.strip()
-    u = _ALIASES.get(u, u)
-    if u not in _UNITS:
-        raise ValueError(f"unknown unit {unit!r}; known units: {', '.join(_UNITS)}")
-    return u
+    u = unit.strip(" \t\r\n\x00")
+    if u in _UNITS:
+        return u
+    if u in _ALIASES:
+        return _ALIASES[u]
+    folded = u.casefold()
+    if folded in _AMBIGUOUS:
+        raise ValueError(f"unit {unit!r}: {_AMBIGUOUS[folded]}")
+    # 'M' alone is not metres on any gauge we know (the U-WAVE's 'M' means mm and is handled by its driver)
+    if folded in _BY_FOLDED and u != "M":
+        return _BY_FOLDED[folded]
+    raise ValueError(f"unknown unit {unit!r}; known units: {', '.join(_UNITS)}")
 
 
 def convert(value: float, from_unit: str, to_unit: str) -> float:

@@ -142,6 +142,33 @@ def test_unconvertible_units_raise_a_clear_error(src, dst, message):
         convert(1.0, src, dst)
 
 
+# Every spelling of a unit the supported instruments print (the keypad unit of a scale, a gauge's mm/inch),
+# in the cases and with the padding they print it: each converts, none is an "unknown unit".
+INSTRUMENT_UNITS = {
+    "g": ["g", "G", " g", "g  ", "\tg\t"], "kg": ["kg", "KG", "Kg", "kG", " kg ", "kgs", "KGS"],
+    "lb": ["lb", "LB", "Lb", "lbs", "LBS", "Lbs", " lb "], "oz": ["oz", "OZ", "Oz", " oz"],
+    "ct": ["ct", "CT", "Ct", "ct "], "mm": ["mm", "MM", "Mm", " mm "],
+    "inch": ["in", "IN", "In", "inch", "INCH", "Inch", "inches", '"', "in."],
+    "um": ["um", "UM", "Um", "\u00b5m", "\u03bcm", "\u00b5M", " \u00b5m "],
+}
+
+
+@pytest.mark.parametrize(("canon", "spelling"), [(c, s) for c, spellings in INSTRUMENT_UNITS.items() for s in spellings])
+def test_every_spelling_instruments_send_converts(canon, spelling):
+    assert canonical(spelling) == canon
+    one = {"g": 1.0, "kg": 1000.0, "lb": 453.59237, "oz": 28.349523125, "ct": 0.2}
+    if canon in one:
+        assert math.isclose(convert(1, spelling, "g"), one[canon], rel_tol=1e-12)
+    else:
+        assert math.isclose(convert(1, spelling, "mm"), {"mm": 1.0, "inch": 25.4, "um": 0.001}[canon], rel_tol=1e-12)
+
+
+def test_a_unit_whose_size_depends_on_the_region_is_an_error_not_a_guess():
+    """The tael ('tl') is 37.4, 37.5 or 37.8 g depending on the region set on the balance: no silent choice."""
+    with pytest.raises(ValueError, match="tael"):
+        convert(1.0, "tl", "g")
+
+
 def test_every_unit_a_parser_emits_is_known():
     for unit in ("g", "kg", "lb", "oz", "ct", "mm", "inch", "pcs"):
         assert canonical(unit) == unit
