@@ -173,7 +173,8 @@ def presence_point(origin: Origin, state: str, since_ns: int, version: str, rece
 def integrity_point(origin: Origin, kind: str, first_seq: int, last_seq: int, ts_ns: int, *,
                     explained: bool, message: str) -> Point:
     """A data-integrity event: ``kind`` is ``gap`` (numbers never received), ``dropped`` (the gateway
-    said it dropped them: an explained gap) or ``reset`` (the gateway's numbering started again)."""
+    said it dropped them: an explained gap), ``skipped`` (the gateway resumed numbering above its
+    reservation: an explained gap) or ``reset`` (the gateway's numbering started again)."""
     p = origin.tags(Point(INTEGRITY)).tag("kind", kind)
     p.field("first_seq", first_seq).field("last_seq", last_seq)
     p.field("count", max(0, last_seq - first_seq + 1)).field("explained", explained).field("message", _text(message))

@@ -13,7 +13,8 @@ Guarantees, and how they are kept:
 - **Loss is visible.** Sequence numbers are tracked per gateway: duplicates are dropped (the point would be
   the same anyway: writes are idempotent), numbers still missing after ``gap_grace`` seconds are written
   as ``integrity`` points (kind ``gap``), and ranges the gateway itself reported dropped (``events/spool``,
-  state ``dropped``) are written as explained (kind ``dropped``, ``explained=true``).
+  state ``dropped``) or skipped (state ``sequence_skipped``) are written as explained (kind ``dropped`` or
+  ``skipped``, ``explained=true``).
 
 With several bridge instances in one group each sees only its share of a gateway's numbers; give each
 instance its own ``gateways`` filter (e.g. one site each) so that every gateway's numbers reach one
@@ -316,12 +317,22 @@ class SequenceTracker:
                 return True
         return False
 
-    def explain(self, origin: Origin, first: int, last: int, ts_ns: int, count: int | None = None) -> None:
-        """The gateway reported it dropped ``first..last`` (spool full): an explained gap."""
-        self.pending.append(influx.integrity_point(
-            origin, "dropped", first, last, ts_ns, explained=True,
-            message=f"gateway dropped {count if count is not None else last - first + 1} record(s) "
-                    f"{first}..{last} (spool full)"))
+    def explain(self, origin: Origin, first: int, last: int, ts_ns: int, count: int | None = None, *,
+                kind: str = "dropped", why: str = "") -> None:
+        """The gateway reported a range it will never deliver: an explained gap.
+
+        ``kind`` ``dropped``: its spool was full and dropped ``first..last``. ``skipped``: its spool resumed
+        numbering above its reservation (``sequence_skipped``: new or corrupt spool file, or an unclean stop
+        and a reboot); numbers of that range that never arrive were not used, or were lost with the spool's
+        last unsynced commits — the gateway cannot tell which, and the message says so."""
+        if kind == "skipped":
+            message = (f"gateway resumed numbering above {last} ({why or 'unclean stop'}): numbers {first}..{last} "
+                       "that never arrive were not used, or were lost with the spool's unsynced writes")
+        else:
+            message = (f"gateway dropped {count if count is not None else last - first + 1} record(s) "
+                       f"{first}..{last} (spool full)")
+        self.pending.append(influx.integrity_point(origin, kind, first, last, ts_ns, explained=True,
+                                                   message=message))
         gw = self.gateways.get(origin)
         if gw is None:
             return
@@ -334,7 +345,8 @@ class SequenceTracker:
             if m.reported:  # rewrite the gap point already written (same series and time) as explained
                 self.pending.append(influx.integrity_point(
                     origin, "gap", m.first, m.last, m.ts_ns, explained=True,
-                    message=f"records {m.first}..{m.last} missing; explained by the gateway's drop report"))
+                    message=f"records {m.first}..{m.last} missing; explained by the gateway's "
+                            f"{'drop' if kind == 'dropped' else 'sequence skip'} report"))
             if m.first < lo:
                 kept.append(_Missing(m.first, lo - 1, m.detected, m.ts_ns, m.reported))
             if hi < m.last:
@@ -711,17 +723,19 @@ class Bridge:
                 out.append(influx.alert_point(origin, rec))
             else:
                 out.append(influx.event_point(origin, rec))
-                if rec.subject == "spool" and rec.state == "dropped":
+                if rec.subject == "spool" and rec.state in ("dropped", "sequence_skipped"):
                     self._explain(origin, rec)
         return influx.to_lines(out)
 
     def _explain(self, origin: Origin, rec: StatusEvent) -> None:
         d = rec.detail or {}
         first, last, count = d.get("first_seq"), d.get("last_seq"), d.get("count")
+        kind = "dropped" if rec.state == "dropped" else "skipped"
         if isinstance(first, int) and isinstance(last, int) and first <= last:
-            self.tracker.explain(origin, first, last, rec.ts_ns, count if isinstance(count, int) else None)
+            self.tracker.explain(origin, first, last, rec.ts_ns, count if isinstance(count, int) else None,
+                                 kind=kind, why=str(d.get("reason", "")))
         else:
-            log.warning("%s/%s/%s: spool drop report without first_seq/last_seq: %s", *_o(origin), d)
+            log.warning("%s/%s/%s: spool %s report without first_seq/last_seq: %s", *_o(origin), rec.state, d)
 
     def _dead_letter(self, msg: Incoming, reason: str) -> tuple[mqtt.MQTTMessageInfo, bool]:
         """Publish (and log, and append to the file) one dead letter; returns the publish handle and

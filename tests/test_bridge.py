@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -265,3 +266,38 @@ def test_bridges_in_one_group_split_the_load(mosquitto, victoria, publisher, sta
     assert stored_seqs(victoria) == list(range(1, 401))
     assert one.counters.messages > 0 and two.counters.messages > 0
     assert one.counters.messages + two.counters.messages == 40
+
+
+def test_numbers_the_gateway_skipped_are_an_explained_gap(mosquitto, victoria, publisher, start_bridge, tmp_path):
+    """A gateway whose spool file was lost (or after a power cut) resumes above its sequence reservation and
+    says so: the spool queues a ``sequence_skipped`` event, which the gateway publishes on ``events/spool``.
+    Those numbers were never used: the bridge must show an explained gap, not data lost."""
+    from edge.spool import Spool
+
+    path = tmp_path / "spool.sqlite"
+    with Spool(path, max_bytes=1 << 20, seq_reserve=50) as spool:
+        spool.issue(10)
+        spool.flush()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    with Spool(path, max_bytes=1 << 20, seq_reserve=50) as spool:
+        [(kind, detail)] = spool.drain_events()
+        resumed = spool.issue(10)
+    # a new file does not know which numbers the lost one used: everything up to the reservation
+    assert kind == "sequence_skipped" and (detail["first_seq"], detail["last_seq"]) == (1, 60) and resumed == 61
+    bridge = start_bridge(bridge_config(mosquitto, victoria, tmp_path))
+    publisher.readings(range(1, 11))
+    publisher.readings(range(61, 70))
+    publisher.send(TOPICS.event("spool"), dumps(StatusEvent(  # as gateway/service.py publishes it
+        ts_ns=T0 + 70 * 10**9, seq=70, subject="spool", state=kind, message="sequence numbers never used",
+        detail=detail)))
+    publisher.flush()
+    wait_until(lambda: len(stored_seqs(victoria)) == 19, what="19 readings")
+    wait_until(lambda: victoria.export('{__name__="integrity_explained"}'), what="an integrity point")
+    time.sleep(1.0)  # twice the gap grace: an unexplained gap would be reported by now
+    got = {(s["metric"]["__name__"], s["metric"]["kind"]): s["values"]
+           for s in victoria.export('{__name__=~"integrity_.*"}')}
+    assert bridge.tracker.gaps == 0, got
+    assert got[("integrity_first_seq", "skipped")] == [1] and got[("integrity_last_seq", "skipped")] == [60]
+    assert got[("integrity_count", "skipped")] == [60] and got[("integrity_explained", "skipped")] == [1]
+    assert ("integrity_count", "gap") not in got
