@@ -24,6 +24,7 @@ instance, or the gaps one instance sees are the messages another one took.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -296,6 +297,15 @@ class SequenceTracker:
         self.duplicates += 1
         return "duplicate"
 
+    def snapshot(self) -> tuple[Any, ...]:
+        """The whole state, to put back with :meth:`restore` when a batch could not be stored: numbers
+        marked as seen must have been written, or their redelivery would be dropped as a duplicate."""
+        gws = {o: _Gateway(g.high, [dataclasses.replace(m) for m in g.missing]) for o, g in self.gateways.items()}
+        return gws, list(self.pending), self.duplicates, self.gaps
+
+    def restore(self, snapshot: tuple[Any, ...]) -> None:
+        self.gateways, self.pending, self.duplicates, self.gaps = snapshot
+
     def restart(self, origin: Origin, seq: int, ts_ns: int, why: str) -> None:
         """The gateway's numbering began again (reinstalled, state lost): forget what was seen."""
         gw = self.gateways.get(origin)
@@ -447,6 +457,9 @@ def parse_message(prefix: str, msg: Incoming) -> Parsed | None:
         data = json.loads(msg.payload)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Invalid(f"payload is not JSON: {exc}") from None
+    except RecursionError:
+        raise Invalid("payload is nested too deeply to be a Floorwatch payload (JSON arrays/objects "
+                      "inside each other thousands of times)") from None
     try:
         if parts.kind == topics.READINGS:
             parsed = Parsed(origin, parts.kind, records=list(decode_batch(data)))
@@ -459,6 +472,8 @@ def parse_message(prefix: str, msg: Incoming) -> Parsed | None:
         record = decode(data)
     except PayloadError as exc:
         raise Invalid(str(exc)) from None
+    except OverflowError as exc:  # an integer where a float belongs, beyond a float's range
+        raise Invalid(f"a number in the payload is too large ({exc}); figures must fit a 64-bit float") from None
     expected = _EXPECTED[parts.kind]
     if not isinstance(record, expected):
         raise Invalid(f"topic kind {parts.kind!r} carries {data.get('type')!r} payloads, not the expected "
@@ -655,7 +670,38 @@ class Bridge:
                               len(batch))
 
     def process(self, batch: list[Incoming]) -> None:
-        """Validate, write, dead-letter, acknowledge — in that order."""
+        """Validate, write, dead-letter, acknowledge — in that order.
+
+        The sequence state changes only with a batch that was stored: if anything unexpected fails, it is
+        put back as it was and the messages are processed again one by one; one that still fails goes to
+        the dead letters with the error. A message is never left unacknowledged while later ones are
+        acknowledged: the broker would only deliver it again after a reconnect, and it would hold one of
+        the ``receive_maximum`` slots meanwhile."""
+        saved, messages = self.tracker.snapshot(), self.counters.messages
+        try:
+            self._process(batch)
+            return
+        except WriteAborted:
+            self.tracker.restore(saved)
+            raise
+        except Exception:
+            self.tracker.restore(saved)
+            self.counters.messages = messages
+            log.exception("unexpected error processing %d message(s); processing them one by one", len(batch))
+        for msg in batch:
+            saved, messages = self.tracker.snapshot(), self.counters.messages
+            try:
+                self._process([msg])
+            except WriteAborted:
+                self.tracker.restore(saved)
+                raise
+            except Exception as exc:
+                self.tracker.restore(saved)
+                self.counters.messages = messages + 1
+                log.exception("cannot process the message from %s", msg.topic)
+                self._settle([msg], [(msg, f"bridge error: {type(exc).__name__}: {exc}")])
+
+    def _process(self, batch: list[Incoming]) -> None:
         per_message: list[tuple[Incoming, list[str]]] = []
         dead: list[tuple[Incoming, str]] = []
         for msg in batch:
@@ -689,6 +735,10 @@ class Bridge:
             return
         self.counters.points += len(lines)
         self.counters.writes += 1
+        self._settle(batch, dead)
+
+    def _settle(self, batch: list[Incoming], dead: list[tuple[Incoming, str]]) -> None:
+        """Dead-letter what must be, save the sequence state, acknowledge in the order received."""
         self.counters.duplicates = self.tracker.duplicates
         self.counters.gaps = self.tracker.gaps
         kept = [(msg, self._dead_letter(msg, reason)) for msg, reason in dead]

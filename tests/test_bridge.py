@@ -301,3 +301,25 @@ def test_numbers_the_gateway_skipped_are_an_explained_gap(mosquitto, victoria, p
     assert got[("integrity_first_seq", "skipped")] == [1] and got[("integrity_last_seq", "skipped")] == [60]
     assert got[("integrity_count", "skipped")] == [60] and got[("integrity_explained", "skipped")] == [1]
     assert ("integrity_count", "gap") not in got
+
+
+def test_a_payload_that_breaks_the_decoder_costs_only_itself(mosquitto, victoria, publisher, start_bridge, tmp_path):
+    """Payloads Python's own decoders choke on (an integer too large for a float, nesting too deep for the
+    JSON parser) must be dead-lettered like any invalid payload — not stall the batch they arrived in
+    (left unacknowledged, its numbers already marked as seen, so a redelivery would be dropped)."""
+    bridge = start_bridge(bridge_config(mosquitto, victoria, tmp_path))
+    huge = json.dumps(encode_batch([Reading(T0, 11, "caliper-1", "bore_diameter", 1.0, "mm")]))
+    huge = huge.replace("[[1700000000000000000, 11, 0, 1.0,", "[[1700000000000000000, 11, 0, 1" + "0" * 400 + ",")
+    assert "0" * 400 in huge
+    publisher.readings(range(1, 11))
+    publisher.send(TOPICS.readings, huge)
+    publisher.send(TOPICS.readings, b"[" * 100_000)
+    publisher.readings(range(12, 21))
+    publisher.flush()
+    wait_until(lambda: stored_seqs(victoria) == [*range(1, 11), *range(12, 21)], timeout=10,
+               what="every valid reading, also those batched with the bad payloads")
+    wait_until(lambda: bridge.counters.dead_letters == 2, what="2 dead letters")
+    letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    reasons = sorted(x["reason"] for x in letters)
+    assert "too large" in reasons[0] or "too large" in reasons[1], reasons
+    assert any("nested too deeply" in r for r in reasons), reasons
