@@ -17,7 +17,7 @@ subgroup charts, the subgroup ranges and standard deviations (2·N/k doubles).
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.math cimport INFINITY, NAN, fabs, sqrt
-from libc.stdint cimport int64_t, uint32_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 
 import numpy as np
 
@@ -61,7 +61,8 @@ cdef enum:
     B_REJECTED = 1 << 18
 
 cdef enum:
-    CHUNK = 256  # readings per chunk of _run (its point buffers live on the stack)
+    WORD = 48  # chart points per word of _chart_words (64 bits less 16 of history)
+    CHUNK = WORD  # readings per chunk of _run (its point buffers live on the stack)
 
 cdef uint32_t POP3_GE2 = 0xE8
 cdef double CANCELLATION = 9.5367431640625e-07  # 2**-20
@@ -90,6 +91,19 @@ cdef extern from *:
     #endif
     """
     double _pos "fw_pos"(double c) noexcept nogil
+
+
+cdef extern from *:
+    """
+    /* Index of the lowest set bit of a non-zero word (one tzcnt/bsf or rbit+clz). */
+    static inline Py_ssize_t fw_ctz(unsigned long long v) { return __builtin_ctzll(v); }
+    """
+    Py_ssize_t _ctz "fw_ctz"(unsigned long long v) noexcept nogil
+
+# The rule bits of each word of _chart_words, in its order.
+cdef uint32_t _WORD_BITS[9]
+_WORD_BITS[:] = [B_NELSON_1 | B_WE_1, B_NELSON_2, B_NELSON_3, B_NELSON_4, B_NELSON_5 | B_WE_2,
+                 B_NELSON_6 | B_WE_3, B_NELSON_7, B_NELSON_8, B_WE_4]
 
 
 cdef double* _alloc(Py_ssize_t size) except NULL:
@@ -214,6 +228,259 @@ cdef void _limits(State* s, double center, double sigma) noexcept nogil:
     s.alt_run = s.last_dir = s.within_run = s.beyond_run = 0
     s.h2_hi = s.h2_lo = s.h1_hi = s.h1_lo = 0
 
+cdef uint32_t _chart_point(State* s, double v) noexcept nogil:
+    """One chart point with limits known, one comparison at a time: the reference's ``_chart_point``
+    word for word. Used for the first point after limits are set (no previous point yet) and for
+    states the word-wise path does not cover (see ``_words_apply``); ``_chart_words`` does the rest."""
+    cdef uint32_t rb = 0, hi1, lo1, hi2, lo2
+    cdef int64_t direction
+    cdef double d = v - s.center, z, q, f, cp, cn
+    hi1 = d > s.t1
+    lo1 = d < -s.t1
+    hi2 = d > s.t2
+    lo2 = d < -s.t2
+    if d > s.t3 or d < -s.t3:
+        rb |= B_NELSON_1 | B_WE_1
+    s.run_above = s.run_above + 1 if d > 0.0 else 0
+    s.run_below = s.run_below + 1 if d < 0.0 else 0
+    if s.run_above >= 9 or s.run_below >= 9:
+        rb |= B_NELSON_2
+    if s.run_above >= 8 or s.run_below >= 8:
+        rb |= B_WE_4
+    if s.has_prev:
+        if v > s.prev:
+            s.run_up += 1
+            s.run_down = 0
+            direction = 1
+        elif v < s.prev:
+            s.run_down += 1
+            s.run_up = 0
+            direction = -1
+        else:
+            s.run_up = s.run_down = 0
+            direction = 0
+        if direction != 0 and direction == -s.last_dir:
+            s.alt_run += 1
+        elif direction != 0:
+            s.alt_run = 1
+        else:
+            s.alt_run = 0
+        s.last_dir = direction
+        if s.run_up >= 5 or s.run_down >= 5:
+            rb |= B_NELSON_3
+        if s.alt_run >= 13:
+            rb |= B_NELSON_4
+    s.prev = v
+    s.has_prev = 1
+    s.h2_hi = ((s.h2_hi << 1) | hi2) & 7
+    s.h2_lo = ((s.h2_lo << 1) | lo2) & 7
+    if (hi2 and (POP3_GE2 >> s.h2_hi) & 1) or (lo2 and (POP3_GE2 >> s.h2_lo) & 1):
+        rb |= B_NELSON_5 | B_WE_2
+    s.h1_hi = ((s.h1_hi << 1) | hi1) & 31
+    s.h1_lo = ((s.h1_lo << 1) | lo1) & 31
+    if (hi1 and (POP5_GE4 >> s.h1_hi) & 1) or (lo1 and (POP5_GE4 >> s.h1_lo) & 1):
+        rb |= B_NELSON_6 | B_WE_3
+    s.within_run = s.within_run + 1 if (d < s.t1 and d > -s.t1) else 0
+    s.beyond_run = s.beyond_run + 1 if (hi1 or lo1) else 0
+    if s.within_run >= 15:
+        rb |= B_NELSON_7
+    if s.beyond_run >= 8:
+        rb |= B_NELSON_8
+    rb &= s.rule_mask
+
+    z = s.lam * v + s.oml * s.ewma_z
+    s.ewma_z = z
+    if not s.ewma_const:
+        s.ewma_w *= s.oml2
+        q = 1.0 - s.ewma_w
+        f = s.ewma_a * sqrt(s.ewma_c * q)
+        s.ewma_ucl = s.center + f
+        s.ewma_lcl = s.center - f
+        if q == 1.0:
+            s.ewma_const = 1
+    if z > s.ewma_ucl:
+        rb |= B_EWMA_HIGH
+    if z < s.ewma_lcl:
+        rb |= B_EWMA_LOW
+
+    cp = v - s.cusum_hik + s.cusum_p
+    cp = _pos(cp)
+    cn = s.cusum_lok - v + s.cusum_n
+    cn = _pos(cn)
+    s.cusum_p = cp
+    s.cusum_n = cn
+    if cp > s.cusum_h:
+        rb |= B_CUSUM_HIGH
+    if cn > s.cusum_h:
+        rb |= B_CUSUM_LOW
+    return rb
+
+
+cdef inline bint _words_apply(State* s) noexcept nogil:
+    """Whether ``_chart_words`` gives exactly what ``_chart_point`` gives from this state: there is a
+    previous point, the zone widths are not negative (so ``d > t`` is ``d > 0 and |d| > t``) and the
+    counters hold what the core itself can produce. Always true except right after limits are set
+    (no previous point) or for a hand-made state."""
+    return (s.has_prev == 1 and s.t1 >= 0.0 and s.t2 >= 0.0 and s.t3 >= 0.0
+            and (s.run_above | s.run_below | s.run_up | s.run_down | s.alt_run | s.within_run
+                 | s.beyond_run) >= 0
+            and -1 <= s.last_dir <= 1 and (s.alt_run > 0) == (s.last_dir != 0)
+            and 0 <= s.h2_hi <= 7 and 0 <= s.h2_lo <= 7 and 0 <= s.h1_hi <= 31 and 0 <= s.h1_lo <= 31)
+
+
+cdef inline uint64_t _hist(int64_t run) noexcept nogil:
+    """A run counter as its last 16 points of history: bit b set if the point b+1 back was in the run."""
+    return 0xFFFF if run >= 16 else (<uint64_t> 1 << run) - 1
+
+
+cdef inline uint64_t _run8(uint64_t f) noexcept nogil:
+    """Bit b set where bits b..b+7 of f are all set: 8 points in a row ending at point b."""
+    f &= f >> 1
+    f &= f >> 2
+    return f & (f >> 4)
+
+
+cdef inline int64_t _trail(uint64_t m, uint64_t valid, Py_ssize_t count, int64_t run) noexcept nogil:
+    """A run counter after ``count`` points whose membership is ``m`` (bit 0 the latest point)."""
+    if m == valid:
+        return run + count
+    return _ctz(~m)
+
+
+cdef void _chart_words(State* s, const double* pts, const Py_ssize_t* idx, const uint32_t* pbits,
+                       Py_ssize_t m, uint32_t* out) noexcept nogil:
+    """``m`` (at most WORD) chart points with limits known, all twelve rules at once on bit words.
+
+    The point loop only classifies each point (one bit per zone test, shifted into a word: bit 0 is the
+    latest point, bit b the point b back) and runs the EWMA and CUSUM recurrences, which are the only
+    floating-point state. Above the ``m`` point bits each word carries the history the state's run
+    counters and shift registers stand for, so "9 in a row", "2 of 3" and the rest become a few shifts
+    and ANDs per word instead of counter updates per point. Rule firings are rare in control; each one
+    sets its bit in the output with one OR. The state comes out exactly as ``_chart_point`` leaves it."""
+    cdef double center = s.center, t1 = s.t1, t2 = s.t2, t3 = s.t3, prev = s.prev
+    cdef double lam = s.lam, oml = s.oml, z = s.ewma_z, ucl = s.ewma_ucl, lcl = s.ewma_lcl
+    cdef double hik = s.cusum_hik, lok = s.cusum_lok, h = s.cusum_h, cp = s.cusum_p, cn = s.cusum_n
+    cdef double pt, d, ad, q, f
+    cdef uint64_t a = 0, b = 0, s1 = 0, s2 = 0, s3 = 0, w = 0, up = 0, dn = 0
+    cdef uint64_t valid = (<uint64_t> 1 << m) - 1, fa, fb, fup, fdn, flip, fh2, fl2, fh1, fl1, fw, fs1, x
+    cdef uint64_t r4a, r4b, c1, c2, c3, c4, word
+    cdef uint64_t words[9]
+    cdef uint32_t rb, rule_mask = s.rule_mask
+    cdef Py_ssize_t j, k
+    for j in range(m):
+        pt = pts[j]
+        d = pt - center
+        ad = fabs(d)
+        a = a * 2 + (d > 0.0)
+        b = b * 2 + (d < 0.0)
+        s1 = s1 * 2 + (ad > t1)
+        s2 = s2 * 2 + (ad > t2)
+        s3 = s3 * 2 + (ad > t3)
+        w = w * 2 + (ad < t1)
+        up = up * 2 + (pt > prev)
+        dn = dn * 2 + (pt < prev)
+        prev = pt
+
+        rb = 0
+        z = lam * pt + oml * z
+        if not s.ewma_const:
+            s.ewma_w *= s.oml2
+            q = 1.0 - s.ewma_w
+            f = s.ewma_a * sqrt(s.ewma_c * q)
+            ucl = center + f
+            lcl = center - f
+            if q == 1.0:
+                s.ewma_const = 1
+        rb |= B_EWMA_HIGH * <uint32_t> (z > ucl)
+        rb |= B_EWMA_LOW * <uint32_t> (z < lcl)
+        cp = pt - hik + cp
+        cp = _pos(cp)
+        cn = lok - pt + cn
+        cn = _pos(cn)
+        rb |= B_CUSUM_HIGH * <uint32_t> (cp > h)
+        rb |= B_CUSUM_LOW * <uint32_t> (cn > h)
+        out[idx[j]] = pbits[j] | rb
+    s.prev = prev
+    s.ewma_z = z
+    s.ewma_ucl = ucl
+    s.ewma_lcl = lcl
+    s.cusum_p = cp
+    s.cusum_n = cn
+
+    # Words with history: bit m + b is the point b + 1 before this block (m <= WORD leaves 16 bits).
+    fa = a | (_hist(s.run_above) << m)
+    fb = b | (_hist(s.run_below) << m)
+    fup = up | (_hist(s.run_up) << m)
+    fdn = dn | (_hist(s.run_down) << m)
+    fw = w | (_hist(s.within_run) << m)
+    fs1 = s1 | (_hist(s.beyond_run) << m)
+    # a flip: a move opposite to the one before (the move before the block is last_dir)
+    flip = ((up & ((dn | (<uint64_t> (s.last_dir == -1) << m)) >> 1))
+            | (dn & ((up | (<uint64_t> (s.last_dir == 1) << m)) >> 1)))
+    # alt_run r >= 1 means the last r - 1 points were flips
+    flip = flip | (_hist(s.alt_run - 1 if s.alt_run > 0 else 0) << m)
+    fh2 = (s2 & a) | (<uint64_t> s.h2_hi << m)
+    fl2 = (s2 & b) | (<uint64_t> s.h2_lo << m)
+    fh1 = (s1 & a) | (<uint64_t> s.h1_hi << m)
+    fl1 = (s1 & b) | (<uint64_t> s.h1_lo << m)
+
+    r4a = fa & (fa >> 1)
+    r4a &= r4a >> 2
+    r4b = fb & (fb >> 1)
+    r4b &= r4b >> 2
+    words[0] = s3                                                    # N1, WE1: beyond 3 sigma
+    x = (r4a & (r4a >> 4)) | (r4b & (r4b >> 4))                      # 8 in a row on one side
+    words[8] = x                                                     # WE4
+    words[1] = (r4a & (r4a >> 4) & (fa >> 8)) | (r4b & (r4b >> 4) & (fb >> 8))  # N2: 9 in a row
+    c1 = fup & (fup >> 1)
+    c1 &= c1 >> 2
+    c2 = fdn & (fdn >> 1)
+    c2 &= c2 >> 2
+    words[2] = (c1 & (fup >> 4)) | (c2 & (fdn >> 4))                 # N3: 5 moves (6 points) one way
+    c3 = _run8(flip)
+    words[3] = c3 & (c3 >> 4)                                        # N4: 12 flips (14 points)
+    words[4] = ((fh2 & ((fh2 >> 1) | (fh2 >> 2)))
+                | (fl2 & ((fl2 >> 1) | (fl2 >> 2))))                 # N5, WE2: 2 of 3 beyond 2 sigma
+    c1 = fh1 >> 1
+    c2 = fh1 >> 2
+    c3 = fh1 >> 3
+    c4 = fh1 >> 4
+    x = fh1 & ((c1 & c2 & (c3 | c4)) | (c3 & c4 & (c1 | c2)))
+    c1 = fl1 >> 1
+    c2 = fl1 >> 2
+    c3 = fl1 >> 3
+    c4 = fl1 >> 4
+    words[5] = x | (fl1 & ((c1 & c2 & (c3 | c4)) | (c3 & c4 & (c1 | c2))))  # N6, WE3: 4 of 5 beyond 1
+    c1 = _run8(fw)
+    words[6] = c1 & (c1 >> 7)                                        # N7: 15 within 1 sigma
+    words[7] = _run8(fs1)                                            # N8: 8 beyond 1 sigma
+    for k in range(9):
+        word = words[k] & valid & -<uint64_t> ((rule_mask & _WORD_BITS[k]) != 0)
+        while word:
+            j = _ctz(word)
+            out[idx[m - 1 - j]] |= _WORD_BITS[k] & rule_mask
+            word &= word - 1
+
+    s.run_above = _trail(a, valid, m, s.run_above)
+    s.run_below = _trail(b, valid, m, s.run_below)
+    s.run_up = _trail(up, valid, m, s.run_up)
+    s.run_down = _trail(dn, valid, m, s.run_down)
+    s.within_run = _trail(w, valid, m, s.within_run)
+    s.beyond_run = _trail(s1, valid, m, s.beyond_run)
+    x = flip & valid
+    if x == valid:
+        s.alt_run = s.alt_run + m
+    elif x & 1:
+        s.alt_run = _ctz(~x) + 1
+    else:
+        s.alt_run = (up | dn) & 1
+    s.last_dir = <int64_t> (up & 1) - <int64_t> (dn & 1)
+    s.h2_hi = fh2 & 7
+    s.h2_lo = fl2 & 7
+    s.h1_hi = fh1 & 31
+    s.h1_lo = fl1 & 31
+
+
 cdef void _run(State* s, const double* values, const unsigned char* okp, uint32_t* out,
                Py_ssize_t count, double* o_mean, double* o_sd, double* o_lo, double* o_hi) noexcept nogil:
     """Push ``count`` readings. ``okp`` may be NULL (all ok); the ``o_*`` outputs may be NULL.
@@ -245,39 +512,8 @@ cdef void _run(State* s, const double* values, const unsigned char* okp, uint32_
     cdef int64_t n_below = s.n_below
     cdef int64_t n_above = s.n_above
     cdef int64_t last_rules = s.last_rules
-    cdef int64_t limits_known = s.limits_known
-    cdef double center = s.center
-    cdef double t1 = s.t1
-    cdef double t2 = s.t2
-    cdef double t3 = s.t3
-    cdef double ewma_z = s.ewma_z
-    cdef double ewma_w = s.ewma_w
-    cdef double ewma_a = s.ewma_a
-    cdef double ewma_ucl = s.ewma_ucl
-    cdef double ewma_lcl = s.ewma_lcl
-    cdef int64_t ewma_const = s.ewma_const
-    cdef double cusum_p = s.cusum_p
-    cdef double cusum_n = s.cusum_n
-    cdef double cusum_hik = s.cusum_hik
-    cdef double cusum_lok = s.cusum_lok
-    cdef double cusum_h = s.cusum_h
-    cdef int64_t has_prev = s.has_prev
-    cdef double prev = s.prev
-    cdef int64_t run_above = s.run_above
-    cdef int64_t run_below = s.run_below
-    cdef int64_t run_up = s.run_up
-    cdef int64_t run_down = s.run_down
-    cdef int64_t alt_run = s.alt_run
-    cdef int64_t last_dir = s.last_dir
-    cdef int64_t within_run = s.within_run
-    cdef int64_t beyond_run = s.beyond_run
-    cdef int64_t h2_hi = s.h2_hi
-    cdef int64_t h2_lo = s.h2_lo
-    cdef int64_t h1_hi = s.h1_hi
-    cdef int64_t h1_lo = s.h1_lo
-    cdef uint32_t bits, rb, hi1, lo1, hi2, lo2
-    cdef int64_t ra, rbl, up, down, direction, nz, flip
-    cdef double x, y, d, old, nxt, yo, mo, pt, z, q, f, cp, cn
+    cdef uint32_t bits
+    cdef double x, y, d, old, nxt, yo, mo
     cdef Py_ssize_t p, start, end, j, npts, last_acc
     cdef double pts[CHUNK]
     cdef double ptr[CHUNK]
@@ -388,106 +624,18 @@ cdef void _run(State* s, const double* values, const unsigned char* okp, uint32_
                     o_lo[i] = smin[pos] if smin[pos] < pmin else pmin
                     o_hi[i] = smax[pos] if smax[pos] > pmax else pmax
         # pass 2: the control chart (baseline learning, rules, EWMA, CUSUM) over the chunk's points
-        for j in range(npts):
-            pt = pts[j]
-            if not limits_known:
+        j = 0
+        while j < npts:
+            if not s.limits_known:
                 out[ptidx[j]] = ptbits[j]
-                _baseline_point(s, pt, ptr[j])
-                limits_known = s.limits_known
-                center = s.center
-                t1 = s.t1
-                t2 = s.t2
-                t3 = s.t3
-                ewma_z = s.ewma_z
-                ewma_w = s.ewma_w
-                ewma_a = s.ewma_a
-                ewma_ucl = s.ewma_ucl
-                ewma_lcl = s.ewma_lcl
-                ewma_const = s.ewma_const
-                cusum_p = s.cusum_p
-                cusum_n = s.cusum_n
-                cusum_hik = s.cusum_hik
-                cusum_lok = s.cusum_lok
-                cusum_h = s.cusum_h
-                has_prev = s.has_prev
-                prev = s.prev
-                run_above = s.run_above
-                run_below = s.run_below
-                run_up = s.run_up
-                run_down = s.run_down
-                alt_run = s.alt_run
-                last_dir = s.last_dir
-                within_run = s.within_run
-                beyond_run = s.beyond_run
-                h2_hi = s.h2_hi
-                h2_lo = s.h2_lo
-                h1_hi = s.h1_hi
-                h1_lo = s.h1_lo
-                continue
-            # Integer logic without data-dependent branches (random data would mispredict them half
-            # the time); edge/stats/reference.py spells out the same logic with if/else.
-            rb = 0
-            d = pt - center
-            hi1 = d > t1
-            lo1 = d < -t1
-            hi2 = d > t2
-            lo2 = d < -t2
-            rb |= (B_NELSON_1 | B_WE_1) * <uint32_t> ((d > t3) | (d < -t3))
-            # (r + 1) & -cond: a run counter that restarts at 0, with a 2-cycle dependency chain
-            ra = (run_above + 1) & -<int64_t> (d > 0.0)
-            rbl = (run_below + 1) & -<int64_t> (d < 0.0)
-            run_above = ra
-            run_below = rbl
-            rb |= B_NELSON_2 * <uint32_t> ((ra >= 9) | (rbl >= 9))
-            rb |= B_WE_4 * <uint32_t> ((ra >= 8) | (rbl >= 8))
-            if has_prev:
-                up = pt > prev
-                down = pt < prev
-                run_up = (run_up + 1) & -up
-                run_down = (run_down + 1) & -down
-                direction = up - down
-                nz = direction != 0
-                flip = nz & (direction == -last_dir)
-                alt_run = (alt_run & -flip) + nz
-                last_dir = direction
-                rb |= B_NELSON_3 * <uint32_t> ((run_up >= 5) | (run_down >= 5))
-                rb |= B_NELSON_4 * <uint32_t> (alt_run >= 13)
-            prev = pt
-            has_prev = 1
-            h2_hi = ((h2_hi << 1) | hi2) & 7
-            h2_lo = ((h2_lo << 1) | lo2) & 7
-            rb |= (B_NELSON_5 | B_WE_2) * (((hi2 & (POP3_GE2 >> h2_hi)) | (lo2 & (POP3_GE2 >> h2_lo))) & 1)
-            h1_hi = ((h1_hi << 1) | hi1) & 31
-            h1_lo = ((h1_lo << 1) | lo1) & 31
-            rb |= (B_NELSON_6 | B_WE_3) * (((hi1 & (POP5_GE4 >> h1_hi)) | (lo1 & (POP5_GE4 >> h1_lo))) & 1)
-            within_run = (within_run + 1) & -<int64_t> ((d < t1) & (d > -t1))
-            beyond_run = (beyond_run + 1) & -<int64_t> (hi1 | lo1)
-            rb |= B_NELSON_7 * <uint32_t> (within_run >= 15)
-            rb |= B_NELSON_8 * <uint32_t> (beyond_run >= 8)
-            rb &= rule_mask
-
-            z = lam * pt + oml * ewma_z
-            ewma_z = z
-            if not ewma_const:
-                ewma_w *= oml2
-                q = 1.0 - ewma_w
-                f = ewma_a * sqrt(ewma_c * q)
-                ewma_ucl = center + f
-                ewma_lcl = center - f
-                if q == 1.0:
-                    ewma_const = 1
-            rb |= B_EWMA_HIGH * <uint32_t> (z > ewma_ucl)
-            rb |= B_EWMA_LOW * <uint32_t> (z < ewma_lcl)
-
-            cp = pt - cusum_hik + cusum_p
-            cp = _pos(cp)
-            cn = cusum_lok - pt + cusum_n
-            cn = _pos(cn)
-            cusum_p = cp
-            cusum_n = cn
-            rb |= B_CUSUM_HIGH * <uint32_t> (cp > cusum_h)
-            rb |= B_CUSUM_LOW * <uint32_t> (cn > cusum_h)
-            out[ptidx[j]] = ptbits[j] | rb
+                _baseline_point(s, pts[j], ptr[j])
+                j += 1
+            elif not _words_apply(s):
+                out[ptidx[j]] = ptbits[j] | _chart_point(s, pts[j])
+                j += 1
+            else:
+                _chart_words(s, pts + j, ptidx + j, ptbits + j, npts - j, out)
+                j = npts
         if last_acc >= 0:
             last_rules = out[last_acc]
         start = end
@@ -506,36 +654,6 @@ cdef void _run(State* s, const double* values, const unsigned char* okp, uint32_
     s.n_below = n_below
     s.n_above = n_above
     s.last_rules = last_rules
-    s.limits_known = limits_known
-    s.center = center
-    s.t1 = t1
-    s.t2 = t2
-    s.t3 = t3
-    s.ewma_z = ewma_z
-    s.ewma_w = ewma_w
-    s.ewma_a = ewma_a
-    s.ewma_ucl = ewma_ucl
-    s.ewma_lcl = ewma_lcl
-    s.ewma_const = ewma_const
-    s.cusum_p = cusum_p
-    s.cusum_n = cusum_n
-    s.cusum_hik = cusum_hik
-    s.cusum_lok = cusum_lok
-    s.cusum_h = cusum_h
-    s.has_prev = has_prev
-    s.prev = prev
-    s.run_above = run_above
-    s.run_below = run_below
-    s.run_up = run_up
-    s.run_down = run_down
-    s.alt_run = alt_run
-    s.last_dir = last_dir
-    s.within_run = within_run
-    s.beyond_run = beyond_run
-    s.h2_hi = h2_hi
-    s.h2_lo = h2_lo
-    s.h1_hi = h1_hi
-    s.h1_lo = h1_lo
 
 
 cdef void _baseline_point(State* s, double v, double r) noexcept nogil:
