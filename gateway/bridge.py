@@ -27,6 +27,7 @@ import base64
 import dataclasses
 import json
 import logging
+import math
 import os
 import queue
 import re
@@ -454,7 +455,10 @@ def parse_message(prefix: str, msg: Incoming) -> Parsed | None:
     if not msg.payload:
         raise Invalid("empty payload (only an 'active/...' retained alert may be emptied)")
     try:
-        data = json.loads(msg.payload)
+        data = json.loads(msg.payload, parse_constant=_not_json, parse_float=_finite_float)
+    except _NotANumber as exc:
+        raise Invalid(f"payload has {exc}, not a number JSON allows; undefined figures are null "
+                      "(docs/payloads.md)") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise Invalid(f"payload is not JSON: {exc}") from None
     except RecursionError:
@@ -483,6 +487,23 @@ def parse_message(prefix: str, msg: Incoming) -> Parsed | None:
     parsed = Parsed(origin, parts.kind, records=[record])
     check_names(parsed)
     return parsed
+
+
+class _NotANumber(Exception):
+    """NaN, Infinity or a number beyond a float's range in a payload."""
+
+
+def _not_json(token: str) -> float:
+    """``json.loads`` would turn the non-standard tokens NaN, Infinity and -Infinity into floats."""
+    raise _NotANumber(token)
+
+
+def _finite_float(text: str) -> float:
+    """``json.loads`` would turn a number like 1e999 into infinity."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotANumber(text if len(text) <= 40 else text[:40] + "…")
+    return value
 
 
 _NAME = re.compile(NAME_PATTERN)

@@ -323,3 +323,23 @@ def test_a_payload_that_breaks_the_decoder_costs_only_itself(mosquitto, victoria
     reasons = sorted(x["reason"] for x in letters)
     assert "too large" in reasons[0] or "too large" in reasons[1], reasons
     assert any("nested too deeply" in r for r in reasons), reasons
+
+
+def test_nan_and_infinity_are_not_json_and_never_become_a_reading(mosquitto, victoria, publisher, start_bridge,
+                                                                   tmp_path):
+    """docs/payloads.md: JSON without NaN, undefined figures are null. Python's decoder would accept the
+    tokens NaN/Infinity and turn 1e999 into infinity; stored, such a reading would be an "ok" point whose
+    value silently vanished. They are dead-lettered instead."""
+    bridge = start_bridge(bridge_config(mosquitto, victoria, tmp_path))
+    good = json.dumps(encode_batch([Reading(T0 + 10**9, 1, "caliper-1", "bore_diameter", 12.0, "mm")]))
+    publisher.send(TOPICS.readings, good)
+    for seq, token in ((2, "Infinity"), (3, "NaN"), (4, "-1e999")):
+        publisher.send(TOPICS.readings, good.replace("[1700000001000000000, 1, 0, 12.0,",
+                                                     f"[{T0 + seq * 10**9}, {seq}, 0, {token},"))
+    publisher.send(TOPICS.stats("bore_diameter"), dumps(stats(5)).replace(b'"cpk":1.4', b'"cpk":NaN'))
+    publisher.readings([6])
+    publisher.flush()
+    wait_until(lambda: bridge.counters.dead_letters == 4 and 6 in stored_seqs(victoria), what="4 dead letters")
+    assert stored_seqs(victoria) == [1, 6] and not victoria.export('{__name__="stats_seq"}')
+    letters = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert all("not a number JSON allows" in x["reason"] for x in letters), letters
