@@ -141,26 +141,44 @@ def test_every_published_record_arrives_as_a_point(mosquitto, victoria, publishe
     assert bridge.counters.dead_letters == 0 and bridge.tracker.gaps == 0
 
 
-def test_database_outage_loses_nothing(mosquitto, victoria, publisher, start_bridge, tmp_path):
+SHIPPED_BROKER_CONF = Path(__file__).resolve().parents[1] / "deploy" / "cloud" / "mosquitto" / "mosquitto.conf"
+
+
+def shipped_queue_settings() -> str:
+    """The queue and in-flight lines of the shipped broker configuration: "nothing lost" depends on them
+    (Mosquitto's default max_queued_messages 1000 silently drops messages held for the bridge)."""
+    lines = [line for line in SHIPPED_BROKER_CONF.read_text().splitlines()
+             if line.split(" ", 1)[0] in ("max_queued_messages", "max_queued_bytes", "max_inflight_messages",
+                                          "max_packet_size")]
+    assert len(lines) == 4, f"{SHIPPED_BROKER_CONF} lost its queue settings: {lines}"
+    return "\n".join(lines) + "\n"
+
+
+def test_database_outage_loses_nothing(mosquitto_factory, victoria, start_bridge, tmp_path):
+    # The broker runs with the shipped queue settings: that is what production relies on.
+    mosquitto = mosquitto_factory(shipped_queue_settings())
+    publisher = Publisher(mosquitto)
     config = bridge_config(mosquitto, victoria, tmp_path)
     bridge = start_bridge(config)
     publisher.readings(range(1, 101))
     publisher.flush()
     wait_until(lambda: len(stored_seqs(victoria)) == 100, what="first 100 readings")
     victoria.stop()
-    # more messages than the broker's in-flight window and the bridge's receive maximum
-    publisher.readings(range(101, 2101), per_message=10)
+    # more messages than the broker's in-flight window and the bridge's receive maximum, and in all more
+    # than Mosquitto's default max_queued_messages (1000) would hold for the bridge
+    publisher.readings(range(101, 2101), per_message=2)
     publisher.flush()
     wait_until(lambda: bridge.writer.failures >= 2, what="failing writes during the outage")
     # the bridge itself goes away during the outage, nothing acknowledged; messages keep coming
     bridge.stop()
-    publisher.readings(range(2101, 3101), per_message=10)
+    publisher.readings(range(2101, 3101), per_message=2)
     publisher.flush()
     victoria.start()
     start_bridge(config)  # same client id: the broker's persistent session resumes
     wait_until(lambda: len(stored_seqs(victoria)) >= 3100, timeout=40, what="all 3100 readings")
     assert stored_seqs(victoria) == list(range(1, 3101))
     assert "dropped" not in mosquitto.log_text().lower()
+    publisher.close()
 
 
 def test_invalid_payloads_are_dead_lettered(mosquitto, victoria, publisher, start_bridge, tmp_path):
