@@ -704,23 +704,39 @@ cdef void _exact_moments(State* s, Py_ssize_t count) noexcept nogil:
 
 
 cdef void _block_end(State* s) noexcept nogil:
+    """The window is exactly buf[0..N-1] in order: suffix extremes and an exact recomputation.
+
+    The reference's three loops (suffix extremes, ``_exact_moments``, moving ranges) fused into two,
+    with the same operations in the same order for every sum: each running sum is a chain of dependent
+    additions, and chains side by side in one loop overlap instead of running one after another."""
     cdef Py_ssize_t j, N = s.N
     cdef double* buf = s.buf
-    cdef double mx = -INFINITY, mn = INFINITY, v, mr
-    for j in range(N - 1, -1, -1):
-        v = buf[j]
-        if v > mx:
-            mx = v
-        if v < mn:
-            mn = v
-        s.smax[j] = mx
-        s.smin[j] = mn
+    cdef double* smax = s.smax
+    cdef double* smin = s.smin
+    cdef double mx = -INFINITY, mn = INFINITY, v, mr = 0.0
+    cdef double shift = s.shift + s.mean_y, t = 0.0, mean, s2, c, d
+    for j in range(N):
+        t += buf[j] - shift
+        v = buf[N - 1 - j]
+        mx = v if v > mx else mx
+        mn = v if v < mn else mn
+        smax[N - 1 - j] = mx
+        smin[N - 1 - j] = mn
+    mean = t / <double> N
+    d = (buf[0] - shift) - mean
+    s2 = 0.0 + d * d  # the reference's first step of each sum, from 0.0
+    c = 0.0 + d
+    for j in range(1, N):
+        d = (buf[j] - shift) - mean
+        s2 += d * d
+        c += d
+        mr += fabs(buf[j] - buf[j - 1])
+    s.m2 = s2 - c * c / <double> N
+    s.mean_y = mean
+    s.shift = shift
+    s.m2_peak = s.m2
     s.pmax = -INFINITY
     s.pmin = INFINITY
-    _exact_moments(s, N)
-    mr = 0.0
-    for j in range(1, N):
-        mr += fabs(buf[j] - buf[j - 1])
     s.mr_sum = mr
 
 cdef void _subgroup_end(State* s) noexcept nogil:
