@@ -3,7 +3,8 @@
     python3 bench/bench_stats.py                 # the full run (about a minute)
     python3 bench/bench_stats.py --n 1000000     # quicker, less stable
 
-Prints ns per reading and the ratio to bottleneck for:
+Prints ns per reading (fastest, median and slowest of the interleaved rounds) and the ratio of the
+fastest rounds to bottleneck's for:
 
 - ``push_many`` of the compiled core: rolling mean, std, min, max, moving range, EWMA, CUSUM, spec checks
   and all twelve Nelson/Western Electric rules, in one pass (nothing precomputed, limits learned from the
@@ -25,6 +26,7 @@ import argparse
 import gc
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -82,7 +84,7 @@ def main() -> int:
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPU(s), {platform.system()} {platform.release()}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, bottleneck {bn.__version__}, "
           f"pandas {pd.__version__}, river {river.__version__}; statistics core: {stats.IMPLEMENTATION}")
-    print(f"{n:,} readings, window {w}, fastest of {args.repeat} interleaved rounds\n")
+    print(f"{n:,} readings, window {w}, {args.repeat} interleaved rounds: fastest, median and slowest round\n")
 
     # Every method is a case; the cases run in interleaved rounds and each keeps its fastest round, so
     # that a busy moment on the machine does not favour whichever method ran at a quiet one.
@@ -180,24 +182,29 @@ def main() -> int:
     case("river Rolling(Mean)+Rolling(Var)+RollingMin+RollingMax", per_call_river, river_n,
          f"on {river_n:,} readings", "call", repeat=False)
 
-    best = {c[0]: float("inf") for c in cases}
+    times: dict[str, list[float]] = {c[0]: [] for c in cases}
     for round_no in range(args.repeat):
         for name, fn, _count, _note, _group, repeat in cases:
             if round_no and not repeat:
                 continue
-            best[name] = min(best[name], best_of(fn, 1))
-    rows = [(name, best[name] / count * 1e9, group, note) for name, _fn, count, note, group, _r in cases]
+            times[name].append(best_of(fn, 1))
+    # per case: fastest round, median round, slowest round (ns per reading)
+    rows = [(name, [t / count * 1e9 for t in sorted(times[name])], group, note)
+            for name, _fn, count, note, group, _r in cases]
     ns_bn = next(r[1] for r in rows if r[0] == BOTTLENECK)
     ns_welford = next(r[1] for r in rows if r[0] == WELFORD)
 
     # --- report --------------------------------------------------------------------------------------
+    # The ratio is fastest against fastest (the least disturbed rounds); the median and the slowest
+    # round show how much the machine's other work moved the figures during this run.
     width = max(len(r[0]) for r in rows)
     for group, title, base in (("array", "whole array", ns_bn), ("call", "one call per reading", ns_welford)):
         ref = "vs bottleneck" if group == "array" else "vs Welford"
-        print(f"{title:<{width}}  {'ns/reading':>10}  {ref:>13}  note")
+        print(f"{title:<{width}}  {'ns/reading':>10}  {'median':>7}  {'slowest':>7}  {ref:>13}  note")
         for name, ns, g, note in rows:
             if g == group:
-                print(f"  {name:<{width - 2}}  {ns:>10.1f}  {base / ns:>12.2f}x  {note}")
+                print(f"  {name:<{width - 2}}  {ns[0]:>10.1f}  {statistics.median(ns):>7.1f}  {ns[-1]:>7.1f}"
+                      f"  {base[0] / ns[0]:>12.2f}x  {note}")
         print()
 
     print("memory per characteristic (compiled core, object and buffers):")
