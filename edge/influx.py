@@ -171,13 +171,15 @@ def presence_point(origin: Origin, state: str, since_ns: int, version: str, rece
 
 
 def integrity_point(origin: Origin, kind: str, first_seq: int, last_seq: int, ts_ns: int, *,
-                    explained: bool, message: str) -> Point:
+                    explained: bool, message: str, count: int | None = None) -> Point:
     """A data-integrity event: ``kind`` is ``gap`` (numbers never received), ``dropped`` (the gateway
     said it dropped them: an explained gap), ``skipped`` (the gateway resumed numbering above its
-    reservation: an explained gap) or ``reset`` (the gateway's numbering started again)."""
+    reservation: an explained gap) or ``reset`` (the gateway's numbering started again). ``count``: the
+    records concerned, ``last_seq - first_seq + 1`` unless given (a gap of which some arrived late)."""
     p = origin.tags(Point(INTEGRITY)).tag("kind", kind)
     p.field("first_seq", first_seq).field("last_seq", last_seq)
-    p.field("count", max(0, last_seq - first_seq + 1)).field("explained", explained).field("message", _text(message))
+    n = max(0, last_seq - first_seq + 1) if count is None else count
+    p.field("count", n).field("explained", explained).field("message", _text(message))
     return p.time(ts_ns, WritePrecision.NS)
 
 

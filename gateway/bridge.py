@@ -242,11 +242,23 @@ def load_specs(paths: list[Path]) -> dict[tuple[str, str, str, str], Spec]:
 
 @dataclass
 class _Missing:
+    """Numbers ``first..last`` not received. A gap is written as ONE integrity point (series + ``ts_ns``)
+    for the range ``span`` it was found as; late arrivals and explanations cut it into pieces that keep
+    that span, and the point is rewritten with the count still missing."""
+
     first: int
     last: int
     detected: float  # monotonic time the gap was seen
     ts_ns: int  # time of the record that revealed it (the integrity point's timestamp)
     reported: bool = False
+    span: tuple[int, int] = (0, -1)  # the gap as found; (0, -1): first..last
+
+    def __post_init__(self) -> None:
+        if self.span == (0, -1):
+            self.span = (self.first, self.last)
+
+    def piece(self, first: int, last: int) -> _Missing:
+        return _Missing(first, last, self.detected, self.ts_ns, self.reported, self.span)
 
 
 @dataclass
@@ -262,8 +274,8 @@ class SequenceTracker:
     >>> o = Origin("s", "l", "g")
     >>> [t.observe(o, n, n) for n in (1, 2, 5, 2, 3)]
     ['new', 'new', 'new', 'duplicate', 'new']
-    >>> [(p._fields["first_seq"], p._fields["last_seq"]) for p in t.due(now=1e12)]
-    [(4, 4)]
+    >>> [(p._fields["first_seq"], p._fields["last_seq"], p._fields["count"]) for p in t.due(now=1e12)]
+    [(4, 4, 1)]
     """
 
     def __init__(self, gap_grace: float = 10.0, reset_window: int = 1_000_000, max_ranges: int = 10_000) -> None:
@@ -290,7 +302,7 @@ class SequenceTracker:
             del gw.missing[: max(0, len(gw.missing) - self.max_ranges)]
             gw.high = seq
             return "new"
-        if self._fill(gw, seq):
+        if self._fill(origin, gw, seq):
             return "new"
         if seq <= gw.high - self.reset_window:
             self.restart(origin, seq, ts_ns, f"sequence number {seq} is far below the highest seen ({gw.high})")
@@ -316,17 +328,35 @@ class SequenceTracker:
             log.warning("%s/%s/%s: %s; sequence tracking restarts at %d", *_o(origin), why, seq)
         self.gateways[origin] = _Gateway(high=seq)
 
-    def _fill(self, gw: _Gateway, seq: int) -> bool:
+    def _fill(self, origin: Origin, gw: _Gateway, seq: int) -> bool:
         for i, m in enumerate(gw.missing):
             if m.first <= seq <= m.last:
-                parts = [x for x in (_Missing(m.first, seq - 1, m.detected, m.ts_ns, m.reported),
-                                     _Missing(seq + 1, m.last, m.detected, m.ts_ns, m.reported))
-                         if x.first <= x.last]
+                parts = [x for x in (m.piece(m.first, seq - 1), m.piece(seq + 1, m.last)) if x.first <= x.last]
                 gw.missing[i : i + 1] = parts
                 if m.reported:
                     log.info("late arrival of sequence number %d (reported missing before)", seq)
+                    self._rewrite(origin, gw, m, f"sequence {seq} arrived late")
+                else:
+                    self._respan(gw, m)
                 return True
         return False
+
+    @staticmethod
+    def _respan(gw: _Gateway, was: _Missing) -> None:
+        """A gap not written yet that is down to one piece is reported as that piece."""
+        pieces = [m for m in gw.missing if m.ts_ns == was.ts_ns and m.span == was.span]
+        if len(pieces) == 1:
+            pieces[0].span = (pieces[0].first, pieces[0].last)
+
+    def _rewrite(self, origin: Origin, gw: _Gateway, was: _Missing, why: str) -> None:
+        """Rewrite a written gap point (same series and time) with what is still missing of its span."""
+        left = sum(m.last - m.first + 1 for m in gw.missing if m.ts_ns == was.ts_ns and m.span == was.span)
+        first, last = was.span
+        message = (f"{left} of {last - first + 1} record(s) of sequence {first}..{last} still missing "
+                   f"(latest change: {why})" if left else
+                   f"none of sequence {first}..{last} is missing any more (latest change: {why})")
+        self.pending.append(influx.integrity_point(origin, "gap", first, last, was.ts_ns, explained=not left,
+                                                   message=message, count=left))
 
     def explain(self, origin: Origin, first: int, last: int, ts_ns: int, count: int | None = None, *,
                 kind: str = "dropped", why: str = "") -> None:
@@ -348,41 +378,51 @@ class SequenceTracker:
         if gw is None:
             return
         kept: list[_Missing] = []
+        changed: list[_Missing] = []
         for m in gw.missing:
             lo, hi = max(m.first, first), min(m.last, last)
             if lo > hi:
                 kept.append(m)
                 continue
-            if m.reported:  # rewrite the gap point already written (same series and time) as explained
-                self.pending.append(influx.integrity_point(
-                    origin, "gap", m.first, m.last, m.ts_ns, explained=True,
-                    message=f"records {m.first}..{m.last} missing; explained by the gateway's "
-                            f"{'drop' if kind == 'dropped' else 'sequence skip'} report"))
+            changed.append(m)
             if m.first < lo:
-                kept.append(_Missing(m.first, lo - 1, m.detected, m.ts_ns, m.reported))
+                kept.append(m.piece(m.first, lo - 1))
             if hi < m.last:
-                kept.append(_Missing(hi + 1, m.last, m.detected, m.ts_ns, m.reported))
+                kept.append(m.piece(hi + 1, m.last))
         gw.missing = kept
+        done: set[tuple[int, tuple[int, int]]] = set()
+        for m in changed:  # rewrite each gap point already written, once
+            if not m.reported:
+                self._respan(gw, m)
+            elif (m.ts_ns, m.span) not in done:
+                done.add((m.ts_ns, m.span))
+                self._rewrite(origin, gw, m, f"{first}..{last} explained by the gateway's "
+                                             f"{'drop' if kind == 'dropped' else 'sequence skip'} report")
 
     def due(self, now: float | None = None) -> list[Any]:
         """Integrity points to write now: earlier explanations/resets, and gaps older than the grace."""
         now = time.monotonic() if now is None else now
         out, self.pending = self.pending, []
         for origin, gw in self.gateways.items():
+            spans: dict[tuple[int, tuple[int, int]], int] = {}  # pieces of one gap: one point
             for m in gw.missing:
                 if not m.reported and now - m.detected >= self.gap_grace:
                     m.reported = True
-                    self.gaps += 1
-                    n = m.last - m.first + 1
-                    log.warning("%s/%s/%s: %d record(s) missing: sequence %d..%d", *_o(origin), n, m.first, m.last)
-                    out.append(influx.integrity_point(
-                        origin, "gap", m.first, m.last, m.ts_ns, explained=False,
-                        message=f"{n} record(s) never arrived: sequence {m.first}..{m.last}"))
+                    key = (m.ts_ns, m.span)
+                    spans[key] = spans.get(key, 0) + m.last - m.first + 1
+            for (ts_ns, (first, last)), n in spans.items():
+                self.gaps += 1
+                other = last - first + 1 - n
+                note = f" (the other {other} arrived late or were explained by the gateway)" if other else ""
+                log.warning("%s/%s/%s: %d record(s) missing: sequence %d..%d%s", *_o(origin), n, first, last, note)
+                out.append(influx.integrity_point(
+                    origin, "gap", first, last, ts_ns, explained=False, count=n,
+                    message=f"{n} record(s) never arrived: sequence {first}..{last}{note}"))
         return out
 
     # persistence: a bridge restart must not forget what it was waiting for
     def to_json(self) -> dict[str, Any]:
-        return {"/".join(_o(o)): {"high": g.high, "missing": [[m.first, m.last, m.ts_ns, m.reported]
+        return {"/".join(_o(o)): {"high": g.high, "missing": [[m.first, m.last, m.ts_ns, m.reported, *m.span]
                                                               for m in g.missing]}
                 for o, g in self.gateways.items()}
 
@@ -392,7 +432,9 @@ class SequenceTracker:
             site, line, gateway = key.split("/")
             self.gateways[Origin(site, line, gateway)] = _Gateway(
                 high=int(g["high"]),
-                missing=[_Missing(int(a), int(b), now, int(ts), bool(rep)) for a, b, ts, rep in g["missing"]])
+                missing=[_Missing(int(m[0]), int(m[1]), now, int(m[2]), bool(m[3]),
+                                  (int(m[4]), int(m[5])) if len(m) >= 6 else (int(m[0]), int(m[1])))
+                         for m in g["missing"]])
 
 
 def _o(origin: Origin) -> tuple[str, str, str]:
