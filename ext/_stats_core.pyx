@@ -13,6 +13,14 @@ Every reading goes through ``_run``, which touches only C doubles and integers a
 Algorithms and papers: docs/statistics.md. Buffers are allocated once per
 characteristic: the window ring (N doubles), the van Herk suffix extremes (2·(N+1) doubles) and, for
 subgroup charts, the subgroup ranges and standard deviations (2·N/k doubles).
+
+One place departs from the reference's shape, not its results: the twelve chart rules. The reference
+keeps run counters and shift registers updated point by point; ``_chart_words`` takes up to 48 chart
+points at once, records each point's zone tests as one bit per test in 64-bit words, and evaluates
+"9 in a row", "2 of 3 beyond 2σ" and the rest with a few shifts and ANDs per word, then turns the words
+back into the same counters and registers (integer logic only, so nothing can round differently).
+``_chart_point`` is the reference's per-point logic, kept for the states the words do not cover.
+tests/test_stats_wordwise.py holds both to the reference on long streams that fire every rule.
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
@@ -487,9 +495,10 @@ cdef void _run(State* s, const double* values, const unsigned char* okp, uint32_
 
     The hot state lives in C locals (nothing can alias them, so the compiler keeps them in registers)
     and goes back to ``s`` only around the rare calls that work on ``s`` and at the end. Readings are
-    taken in chunks of CHUNK, each in two tight loops: the window figures, then the control chart over
-    that chunk's chart points (the two never depend on each other). Shorter loop bodies let the
-    processor overlap more iterations; the arithmetic and its order are unchanged."""
+    taken in chunks of CHUNK (= WORD, so a chunk's chart points fit one word), each in two tight loops:
+    the window figures, then the control chart over that chunk's chart points (the two never depend on
+    each other). Shorter loop bodies let the processor overlap more iterations; the arithmetic and its
+    order are unchanged."""
     cdef Py_ssize_t N = s.N, k = s.k, i
     cdef double inv_n = s.inv_n, lsl = s.lsl, usl = s.usl, lam = s.lam, oml = s.oml, oml2 = s.oml2
     cdef double ewma_c = s.ewma_c
