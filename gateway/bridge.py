@@ -265,6 +265,7 @@ class _Missing:
 class _Gateway:
     high: int
     missing: list[_Missing] = field(default_factory=list)
+    newest_ns: int = -1  # the latest record time seen: a record seen before cannot be newer than it
 
 
 class SequenceTracker:
@@ -292,8 +293,10 @@ class SequenceTracker:
         now = time.monotonic() if now is None else now
         gw = self.gateways.get(origin)
         if gw is None:
-            self.gateways[origin] = _Gateway(high=seq)
+            self.gateways[origin] = _Gateway(high=seq, newest_ns=ts_ns)
             return "new"
+        newer = gw.newest_ns >= 0 and ts_ns > gw.newest_ns  # (-1: unknown, from an older state file)
+        gw.newest_ns = max(gw.newest_ns, ts_ns)
         if seq == gw.high + 1:
             gw.high = seq
             return "new"
@@ -307,13 +310,20 @@ class SequenceTracker:
         if seq <= gw.high - self.reset_window:
             self.restart(origin, seq, ts_ns, f"sequence number {seq} is far below the highest seen ({gw.high})")
             return "new"
+        if newer:
+            # Not a second delivery: that would be no newer than what was seen. The gateway numbers from
+            # scratch again (spool and reservation wiped), even if its numbers are not far below yet.
+            self.restart(origin, seq, ts_ns, f"sequence number {seq} at or below the highest seen ({gw.high}) "
+                                             "on a record newer than any seen")
+            return "new"
         self.duplicates += 1
         return "duplicate"
 
     def snapshot(self) -> tuple[Any, ...]:
         """The whole state, to put back with :meth:`restore` when a batch could not be stored: numbers
         marked as seen must have been written, or their redelivery would be dropped as a duplicate."""
-        gws = {o: _Gateway(g.high, [dataclasses.replace(m) for m in g.missing]) for o, g in self.gateways.items()}
+        gws = {o: _Gateway(g.high, [dataclasses.replace(m) for m in g.missing], g.newest_ns)
+               for o, g in self.gateways.items()}
         return gws, list(self.pending), self.duplicates, self.gaps
 
     def restore(self, snapshot: tuple[Any, ...]) -> None:
@@ -326,7 +336,7 @@ class SequenceTracker:
             self.pending.append(influx.integrity_point(origin, "reset", seq, gw.high, ts_ns, explained=False,
                                                        message=f"numbering restarted: {why}"))
             log.warning("%s/%s/%s: %s; sequence tracking restarts at %d", *_o(origin), why, seq)
-        self.gateways[origin] = _Gateway(high=seq)
+        self.gateways[origin] = _Gateway(high=seq, newest_ns=ts_ns)
 
     def _fill(self, origin: Origin, gw: _Gateway, seq: int) -> bool:
         for i, m in enumerate(gw.missing):
@@ -422,8 +432,8 @@ class SequenceTracker:
 
     # persistence: a bridge restart must not forget what it was waiting for
     def to_json(self) -> dict[str, Any]:
-        return {"/".join(_o(o)): {"high": g.high, "missing": [[m.first, m.last, m.ts_ns, m.reported, *m.span]
-                                                              for m in g.missing]}
+        return {"/".join(_o(o)): {"high": g.high, "newest_ns": g.newest_ns,
+                                  "missing": [[m.first, m.last, m.ts_ns, m.reported, *m.span] for m in g.missing]}
                 for o, g in self.gateways.items()}
 
     def load_json(self, data: dict[str, Any]) -> None:
@@ -431,7 +441,7 @@ class SequenceTracker:
         for key, g in data.items():
             site, line, gateway = key.split("/")
             self.gateways[Origin(site, line, gateway)] = _Gateway(
-                high=int(g["high"]),
+                high=int(g["high"]), newest_ns=int(g.get("newest_ns", -1)),
                 missing=[_Missing(int(m[0]), int(m[1]), now, int(m[2]), bool(m[3]),
                                   (int(m[4]), int(m[5])) if len(m) >= 6 else (int(m[0]), int(m[1])))
                          for m in g["missing"]])

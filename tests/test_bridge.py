@@ -395,3 +395,31 @@ def test_gap_points_count_what_is_still_missing(mosquitto, victoria, publisher, 
     publisher.flush()
     wait_until(lambda: 0 in gap()["count"], what="the gap point rewritten again")
     assert 1 in gap()["explained"]
+
+
+def test_a_reinstalled_gateway_numbering_from_1_again_is_a_reset_not_duplicates(mosquitto, victoria, publisher,
+                                                                                start_bridge, tmp_path):
+    """A gateway whose spool and reservation were wiped (new SD card, reinstall) numbers from 1 again. Its
+    new records are not duplicates — they are newer than anything seen — even while its numbers are still
+    below the highest seen: they must be written, and the reset reported."""
+    bridge = start_bridge(bridge_config(mosquitto, victoria, tmp_path))
+    publisher.readings(range(1, 301))
+    publisher.flush()
+    wait_until(lambda: len(stored_seqs(victoria)) == 300, what="300 readings")
+
+    def again(seqs: range) -> None:  # the reinstalled gateway, an hour later
+        rows = [Reading(ts_ns=T0 + (3600 + s) * 10**9, seq=s, instrument="caliper-1",
+                        characteristic="bore_diameter", value=12.0, unit="mm") for s in seqs]
+        publisher.send(TOPICS.readings, json.dumps(encode_batch(rows)))
+
+    again(range(1, 51))  # the first batch may leave before the gateway's "started" event
+    publisher.send(TOPICS.event("gateway"), dumps(StatusEvent(ts_ns=T0 + 3651 * 10**9, seq=51, subject="gateway",
+                                                              state="started")))
+    again(range(52, 101))
+    again(range(91, 101))  # delivered twice: duplicates of the new numbering
+    publisher.flush()
+    wait_until(lambda: len(stored_seqs(victoria)) >= 399, what="the new gateway's 99 readings")
+    assert stored_seqs(victoria) == sorted([*range(1, 301), *range(1, 51), *range(52, 101)])
+    wait_until(lambda: bridge.tracker.duplicates == 10, what="10 duplicates")
+    resets = victoria.export('{__name__="integrity_first_seq", kind="reset"}')
+    assert resets and resets[0]["values"] == [1]
