@@ -35,7 +35,7 @@ bench: $(STAMP)
 
 ## dashboards: regenerate the committed Grafana JSON deterministically
 dashboards: $(STAMP)
-	$(BIN)/python dashboards/generate.py
+	$(BIN)/python -m dashboards.generate --config gateway/example.toml --out dashboards
 
 ## test-arm64: build and run the non-service tests in an arm64 Debian root under qemu (slow; see docs/deploy.md)
 test-arm64:
