@@ -121,16 +121,21 @@ class Spool:
     """See the module docstring. Use as a context manager, or call ``open()`` and ``close()``."""
 
     def __init__(self, path: Path, *, max_bytes: int, clock: Clock = SYSTEM_CLOCK,
-                 seq_reserve: int = 1_000_000) -> None:
+                 seq_reserve: int = 1_000_000, max_buffer_bytes: int | None = None) -> None:
         if max_bytes < 64 * 1024:
             raise ValueError(f"spool max_bytes ({max_bytes}) is too small; give at least 64 KiB (1 MiB or more "
                              "in a configuration)")
+        if max_buffer_bytes is not None and max_buffer_bytes < 64 * 1024:
+            raise ValueError(f"spool max_buffer_bytes ({max_buffer_bytes}) is too small; give at least 64 KiB")
         if seq_reserve < 1:
             raise ValueError("seq_reserve must be at least 1")
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
         self.clock = clock
         self.seq_reserve = seq_reserve
+        # While the disk refuses writes, records wait in memory: at most this much (then the oldest go).
+        self.max_buffer_bytes = max_buffer_bytes or min(self.max_bytes, 64 * 1024**2)
+        self._buffered_bytes = 0
         self.events: list[tuple[str, dict]] = []
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
@@ -152,6 +157,7 @@ class Spool:
         self._dropped_last: int | None = None
         self._corrupt_moved = 0
         self._seq_skipped = 0
+        self._drops_unsaved = False
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -334,7 +340,9 @@ class Spool:
         with self._lock:
             rid = self._next_id
             self._next_id += 1
-            self._buffer.append((rid, topic, bytes(payload), qos, 1 if retain else 0, first_seq, last_seq))
+            data = bytes(payload)
+            self._buffer.append((rid, topic, data, qos, 1 if retain else 0, first_seq, last_seq))
+            self._buffered_bytes += len(data) + len(topic) + _ROW_OVERHEAD
 
     def flush(self) -> int:
         """Write buffered rows, acknowledged deletions and the sequence number in one transaction.
@@ -360,10 +368,49 @@ class Spool:
             return self._write()
         except sqlite3.DatabaseError as exc:
             if not _is_corruption(exc):
+                self._bound_buffer()
                 raise SpoolError(f"spool {self.path}: cannot write: {exc}; check free space and the disk") \
                     from None
             self._recover(exc)
             return self._write()
+
+    def _bound_buffer(self) -> None:
+        """The disk refused the flush: keep what waits in memory under ``max_buffer_bytes`` by dropping the
+        oldest buffered records (down to 95 %, so drops come in chunks), counted and reported like a
+        disk-budget drop. Without it a disk that stays full would grow the gateway until it is killed."""
+        if self._buffered_bytes <= self.max_buffer_bytes:
+            return
+        target = int(self.max_buffer_bytes * 0.95)
+        n = 0
+        first_seq: int | None = None
+        last_seq: int | None = None
+        count = 0
+        while n < len(self._buffer) and self._buffered_bytes > target:
+            _, topic, payload, _, _, fs, ls = self._buffer[n]
+            self._buffered_bytes -= len(payload) + len(topic) + _ROW_OVERHEAD
+            if fs is not None:
+                first_seq = fs if first_seq is None else min(first_seq, fs)
+                last_seq = (ls if ls is not None else fs) if last_seq is None else max(last_seq, ls or fs)
+                count += (ls if ls is not None else fs) - fs + 1
+            n += 1
+        del self._buffer[:n]
+        self._count_drop(n, first_seq, last_seq, count)
+        self._drops_unsaved = True
+        log.warning("spool %s: the disk refuses writes and %d bytes wait in memory: dropped the %d oldest "
+                    "records not yet on disk (seq %s..%s)", self.path, self.max_buffer_bytes, n, first_seq, last_seq)
+
+    def _count_drop(self, records: int, first_seq: int | None, last_seq: int | None, count: int) -> None:
+        self._dropped_records += records
+        self._dropped_count += count
+        if first_seq is not None:
+            self._dropped_first = first_seq if self._dropped_first is None else min(self._dropped_first, first_seq)
+            self._dropped_last = last_seq if self._dropped_last is None else max(self._dropped_last, last_seq)
+        self.events.append(("dropped", {"first_seq": first_seq, "last_seq": last_seq, "count": count,
+                                        "records": records}))
+
+    def _drop_meta(self) -> dict[str, object]:
+        return {"dropped_records": self._dropped_records, "dropped_count": self._dropped_count,
+                "dropped_first_seq": self._dropped_first, "dropped_last_seq": self._dropped_last}
 
     def _write(self) -> int:
         db = self._db
@@ -384,6 +431,8 @@ class Spool:
                 deleted = db.executemany("DELETE FROM outbox WHERE id = ?", ((i,) for i in acked)).rowcount
             if last != self._last_committed_seq:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (last,))
+            if self._drops_unsaved:  # records dropped from memory while the disk refused writes
+                self._set_meta(self._drop_meta())
             dropped = self._apply_budget(db)
             db.execute("COMMIT")
         except BaseException:
@@ -393,6 +442,8 @@ class Spool:
         self._committed += len(rows) - deleted - dropped
         self._last_committed_seq = last
         self._buffer = []
+        self._buffered_bytes = 0
+        self._drops_unsaved = False
         self._acked = []
         self._acked_set.clear()
         return len(rows)
@@ -547,6 +598,7 @@ class Spool:
                 "file_bytes": file_bytes,
                 "max_bytes": self.max_bytes,
                 "buffered": len(self._buffer),
+                "buffered_bytes": self._buffered_bytes,
                 "in_flight": len(self._inflight),
                 "last_seq": self._last_issued,
                 "dropped_records": self._dropped_records,

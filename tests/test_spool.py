@@ -320,3 +320,54 @@ def test_bad_input_gets_a_clear_error(tmp_path: Path) -> None:
             spool.issue(0)
     with pytest.raises(SpoolError, match="not open"):
         spool.pending(1)
+
+
+def test_a_disk_that_refuses_writes_does_not_fill_the_memory(tmp_path: Path) -> None:
+    """A full or failing SD card: every flush fails and the records stay in memory for the next try — but
+    not without bound (the gateway would be killed for memory and lose them all). Beyond
+    ``max_buffer_bytes`` the oldest buffered records are dropped, counted and reported like a disk-budget
+    drop; when the disk takes writes again, the rest is written and every number is accounted for.
+    The disk is made to refuse writes for real: a child process with a file-size limit (EFBIG)."""
+    script = textwrap.dedent("""
+        import json, resource, signal, sys
+        from pathlib import Path
+        from edge.spool import Spool, SpoolError
+        sys.path.insert(0, sys.argv[2])
+        from test_spool import add_batch
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write beyond the limit fails with EFBIG instead
+        out = {"errors": [], "buffered_bytes": []}
+        with Spool(Path(sys.argv[1]), max_bytes=8 * 1024**2, max_buffer_bytes=256 * 1024) as spool:
+            add_batch(spool, 10)
+            spool.flush()
+            resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+            for _ in range(200):  # about 1.3 MB of readings while the disk refuses them
+                add_batch(spool, 100)
+                try:
+                    spool.flush()
+                except SpoolError as exc:
+                    out["errors"].append(str(exc))
+                out["buffered_bytes"].append(spool.stats()["buffered_bytes"])
+            resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+            spool.flush()
+            out["events"] = spool.drain_events()
+            out["stats"] = spool.stats()
+        print(json.dumps(out))
+    """)
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "spool.sqlite"), str(ROOT / "tests")],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert len(out["errors"]) >= 150 and "check free space and the disk" in out["errors"][0]
+    assert max(out["buffered_bytes"]) <= 256 * 1024 + 10_000  # one batch beyond the bound at most
+    drops = [d for kind, d in out["events"] if kind == "dropped"]
+    stats = out["stats"]
+    assert drops and stats["dropped_count"] == sum(d["count"] for d in drops)
+    # every number is on disk or in exactly one drop report, and the drops were the oldest waiting
+    on_disk = [(first, last) for _, first, last in all_records(tmp_path / "spool.sqlite")]
+    ranges = sorted(on_disk + [(d["first_seq"], d["last_seq"]) for d in drops])
+    assert [r[0] for r in ranges] == [1] + [r[1] + 1 for r in ranges[:-1]]
+    assert ranges[-1][1] == stats["last_seq"] == 10 + 200 * 100
+    written_after = min(f for f, _ in on_disk if f > drops[0]["first_seq"])  # what waited, newest
+    assert all(d["last_seq"] < written_after for d in drops)
+    with contextlib.closing(sqlite3.connect(tmp_path / "spool.sqlite")) as db:  # the totals survive a restart
+        assert dict(db.execute("SELECT key, value FROM meta"))["dropped_count"] == stats["dropped_count"]
