@@ -186,8 +186,11 @@ if [ "$DO_PIP" = 1 ]; then
     fi
     "$VENV/bin/python" -m pip install -q --upgrade pip
     if [ "$ARCH" = armhf ]; then
-        # Keep the system's numpy: install floorwatch without dependencies, then every dependency but numpy.
-        "$VENV/bin/python" -m pip install --upgrade --no-deps "$SPEC"
+        # Keep the system's numpy (python3-numpy), for building the Cython core too: no build isolation
+        # (which would fetch and compile a newer numpy), floorwatch without dependencies, then every
+        # dependency but numpy.
+        "$VENV/bin/python" -m pip install --upgrade "Cython>=3.0" setuptools wheel
+        "$VENV/bin/python" -m pip install --upgrade --no-deps --no-build-isolation "$SPEC"
         DEPS=$("$VENV/bin/python" - "$EXTRAS" <<'EOF'
 import importlib.metadata as md, re, sys
 extras = set(filter(None, sys.argv[1].split(",")))
