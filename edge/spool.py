@@ -72,6 +72,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edge.clock import SYSTEM_CLOCK, Clock
 from edge.sequence import SequenceCounter
@@ -400,17 +401,22 @@ class Spool:
                     "records not yet on disk (seq %s..%s)", self.path, self.max_buffer_bytes, n, first_seq, last_seq)
 
     def _count_drop(self, records: int, first_seq: int | None, last_seq: int | None, count: int) -> None:
-        self._dropped_records += records
-        self._dropped_count += count
-        if first_seq is not None:
-            self._dropped_first = first_seq if self._dropped_first is None else min(self._dropped_first, first_seq)
-            self._dropped_last = last_seq if self._dropped_last is None else max(self._dropped_last, last_seq)
+        """Count a drop that happened (committed, or records gone from memory) and queue its report."""
+        totals = self._drop_meta(records, first_seq, last_seq, count)
+        self._dropped_records, self._dropped_count = totals["dropped_records"], totals["dropped_count"]
+        self._dropped_first, self._dropped_last = totals["dropped_first_seq"], totals["dropped_last_seq"]
         self.events.append(("dropped", {"first_seq": first_seq, "last_seq": last_seq, "count": count,
                                         "records": records}))
 
-    def _drop_meta(self) -> dict[str, object]:
-        return {"dropped_records": self._dropped_records, "dropped_count": self._dropped_count,
-                "dropped_first_seq": self._dropped_first, "dropped_last_seq": self._dropped_last}
+    def _drop_meta(self, records: int = 0, first_seq: int | None = None, last_seq: int | None = None,
+                   count: int = 0) -> dict[str, Any]:
+        """The drop totals (as stored in ``meta``), with a drop of ``records`` records added."""
+        first, last = self._dropped_first, self._dropped_last
+        if first_seq is not None:
+            first = first_seq if first is None else min(first, first_seq)
+            last = last_seq if last is None else max(last, last_seq or first_seq)
+        return {"dropped_records": self._dropped_records + records, "dropped_count": self._dropped_count + count,
+                "dropped_first_seq": first, "dropped_last_seq": last}
 
     def _write(self) -> int:
         db = self._db
@@ -433,12 +439,18 @@ class Spool:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (last,))
             if self._drops_unsaved:  # records dropped from memory while the disk refused writes
                 self._set_meta(self._drop_meta())
-            dropped = self._apply_budget(db)
+            drop = self._apply_budget(db)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        dropped = 0
+        if drop is not None:
+            dropped, first_seq, last_seq, _ = drop
+            self._count_drop(*drop)
+            log.warning("spool %s over its budget of %d bytes: dropped the %d oldest records (seq %s..%s)",
+                        self.path, self.max_bytes, dropped, first_seq, last_seq)
         self._committed += len(rows) - deleted - dropped
         self._last_committed_seq = last
         self._buffer = []
@@ -452,11 +464,12 @@ class Spool:
         pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
         return pages * self._page_size
 
-    def _apply_budget(self, db: sqlite3.Connection) -> int:
-        """Inside the flush transaction: drop the oldest records while the pages in use exceed the budget."""
+    def _apply_budget(self, db: sqlite3.Connection) -> tuple[int, int | None, int | None, int] | None:
+        """Inside the flush transaction: drop the oldest records while the pages in use exceed the budget.
+        Returns what it dropped (records, first_seq, last_seq, count), or None."""
         used = self._used_bytes(db)
         if used <= self.max_bytes:
-            return 0
+            return None
         target = int(self.max_bytes * 0.95)
         dropped_ids: list[int] = []
         first_seq: int | None = None
@@ -488,19 +501,11 @@ class Spool:
             dropped_ids.extend(chunk)
             used = self._used_bytes(db)
         if not dropped_ids:
-            return 0
-        self._dropped_records += len(dropped_ids)
-        self._dropped_count += count
-        if first_seq is not None:
-            self._dropped_first = first_seq if self._dropped_first is None else min(self._dropped_first, first_seq)
-            self._dropped_last = last_seq if self._dropped_last is None else max(self._dropped_last, last_seq)
-        self._set_meta({"dropped_records": self._dropped_records, "dropped_count": self._dropped_count,
-                        "dropped_first_seq": self._dropped_first, "dropped_last_seq": self._dropped_last})
-        detail = {"first_seq": first_seq, "last_seq": last_seq, "count": count, "records": len(dropped_ids)}
-        self.events.append(("dropped", detail))
-        log.warning("spool %s over its budget of %d bytes: dropped the %d oldest records (seq %s..%s)",
-                    self.path, self.max_bytes, len(dropped_ids), first_seq, last_seq)
-        return len(dropped_ids)
+            return None
+        drop = (len(dropped_ids), first_seq, last_seq, count)
+        # The totals go to disk in this transaction; they are counted and reported only once it committed.
+        self._set_meta(self._drop_meta(*drop))
+        return drop
 
     def _set_meta(self, values: dict[str, object]) -> None:
         assert self._db is not None

@@ -371,3 +371,48 @@ def test_a_disk_that_refuses_writes_does_not_fill_the_memory(tmp_path: Path) -> 
     assert all(d["last_seq"] < written_after for d in drops)
     with contextlib.closing(sqlite3.connect(tmp_path / "spool.sqlite")) as db:  # the totals survive a restart
         assert dict(db.execute("SELECT key, value FROM meta"))["dropped_count"] == stats["dropped_count"]
+
+
+def test_a_drop_is_counted_only_when_it_is_committed(tmp_path: Path) -> None:
+    """The disk budget is applied inside the flush transaction. When that transaction cannot be committed
+    (the disk refuses the write: EFBIG from a file-size limit in a child process), nothing was dropped:
+    reporting a drop then — and again when the retry really drops — would tell the buyer that twice as many
+    records were lost as were, about records that are in fact still delivered."""
+    script = textwrap.dedent("""
+        import json, os, resource, signal, sys
+        from pathlib import Path
+        from edge.spool import Spool, SpoolError
+        sys.path.insert(0, sys.argv[2])
+        from test_spool import add_batch
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        path = Path(sys.argv[1])
+        out = {}
+        with Spool(path, max_bytes=256 * 1024) as spool:
+            for _ in range(45):  # just under the budget
+                add_batch(spool, 100)
+                spool.flush()
+            wal = os.path.getsize(f"{path}-wal")
+            resource.setrlimit(resource.RLIMIT_FSIZE, (wal, resource.RLIM_INFINITY))  # the WAL cannot grow
+            for _ in range(20):  # over the budget: this flush would drop the oldest
+                add_batch(spool, 100)
+            try:
+                spool.flush()
+            except SpoolError as exc:
+                out["error"] = str(exc)
+            out["failed"] = {"events": spool.drain_events(), "dropped_count": spool.stats()["dropped_count"]}
+            resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+            spool.flush()
+            out["retried"] = {"events": spool.drain_events(), "stats": spool.stats()}
+        print(json.dumps(out))
+    """)
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "spool.sqlite"), str(ROOT / "tests")],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert "check free space" in out["error"]
+    assert out["failed"] == {"events": [], "dropped_count": 0}, "a drop that was rolled back was reported"
+    [(kind, detail)] = out["retried"]["events"]
+    stats = out["retried"]["stats"]
+    assert kind == "dropped" and detail["first_seq"] == 1 and stats["dropped_count"] == detail["count"]
+    on_disk = sorted((first, last) for _, first, last in all_records(tmp_path / "spool.sqlite"))
+    assert on_disk[0][0] == detail["last_seq"] + 1 and on_disk[-1][1] == stats["last_seq"] == 6500
