@@ -110,6 +110,19 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     async def run(self, emit: Callable[[Measurement], None]) -> None: ...
 
+    # Optional: state that must outlive the process (a production count). The gateway saves ``state()``
+    # with its statistics and hands it to ``restore`` of the next run's driver, before ``run``; the driver
+    # knows nothing of where it is kept. Drivers without such state keep these defaults.
+
+    def state(self) -> dict[str, Any]:
+        """What the next run needs to continue where this one stands: a JSON-ready mapping ({} = nothing)."""
+        return {}
+
+    def restore(self, state: dict[str, Any]) -> list[str]:
+        """Take up ``state`` saved by an earlier run, before ``run`` starts. Returns one line per part that
+        was not taken up and why (an older format, a changed configuration); ``[]`` when all of it was."""
+        return ["this driver keeps no state between runs"] if state else []
+
     def measurement(self, decoded: Decoded) -> Measurement:
         return Measurement(
             ts_ns=self.clock.now_ns(),

@@ -24,10 +24,25 @@ The object is pure: it does no I/O and reads no clock; callers pass ``now`` (mon
 75.0
 >>> c.snapshot(100.0).stopped  # no new part for 60 s or more
 True
+
+The count can continue in another process (a gateway restart): ``state(now)`` says where it stands, and
+``restore(state, now)`` on a new counter takes it up again. The caller adds the time it was down to the
+saved ``age``; the first reading afterwards is judged against the saved raw value with the usual rules,
+over the whole time since the last reading before the restart:
+
+>>> saved = c.state(8.0)
+>>> saved["total"], saved["raw"], saved["age"]
+(10, 48213, 0.0)
+>>> saved["age"] += 30.0  # the gateway was down for 30 s
+>>> d = ProductionCounter(modulus=2**16, idle_after=60)
+>>> d.restore(saved, now=0.0)
+>>> d.update(48263, 1.0).event, d.total  # 50 parts made meanwhile: plausible in 31 s
+('count', 60)
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Literal
@@ -103,6 +118,61 @@ class ProductionCounter:
         self._first_t: float | None = None
         self._last_part_t: float | None = None
         self._history: deque[tuple[float, int]] = deque()
+
+    STATE_KEYS = ("modulus", "total", "raw", "age", "idle_for")
+
+    def state(self, now: float) -> dict[str, int | float | None]:
+        """Where the count stands at ``now``, as plain JSON-ready numbers: the modulus, the total, the last
+        raw reading, the seconds since that reading (``age``) and since the last new part (``idle_for``).
+        Nothing is saved before the first reading (``raw`` is None): there is nothing to continue."""
+        if self._raw is None or self._last_t is None or self._first_t is None:
+            return {"modulus": self.modulus, "total": self.total, "raw": None, "age": 0.0, "idle_for": 0.0}
+        since = self._last_part_t if self._last_part_t is not None else self._first_t
+        return {
+            "modulus": self.modulus,
+            "total": self.total,
+            "raw": self._raw,
+            "age": max(0.0, now - self._last_t),
+            "idle_for": max(0.0, now - since),
+        }
+
+    def restore(self, state: dict[str, object], now: float) -> None:
+        """Continue the count from :meth:`state` of an earlier counter, taken ``age`` seconds before ``now``
+        (the caller adds the time nothing was running to both ``age`` and ``idle_for``).
+
+        The next reading is then judged against the saved raw value over the whole gap: parts the device
+        made meanwhile are counted, a wrap meanwhile too, and a reset or a replacement meanwhile follows
+        the usual rules (never negative, never a spike). The rate starts from the saved reading, so the parts
+        made meanwhile are spread over the gap instead of making a rate spike. Raises ``ValueError`` (with
+        the reason) for a state that does not fit this counter; the counter is then left untouched.
+        """
+        if not isinstance(state, dict):
+            raise ValueError(f"a counter state is a mapping, not {type(state).__name__}")
+        missing = [k for k in self.STATE_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"counter state lacks {', '.join(missing)}")
+        modulus, total, raw, age, idle_for = (state[k] for k in self.STATE_KEYS)
+        if modulus != self.modulus:
+            raise ValueError(f"the saved counter wrapped at {modulus}, this one at {self.modulus}")
+        if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+            raise ValueError(f"saved total {total!r} is not a count of parts")
+        if raw is None:
+            return  # saved before its first reading: nothing to continue
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw < self.modulus:
+            raise ValueError(f"saved raw reading {raw!r} is not a value of this counter (0..{self.modulus - 1})")
+        times = []
+        for name, value in (("age", age), ("idle_for", idle_for)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+                    or value < 0:
+                raise ValueError(f"saved {name} {value!r} is not a number of seconds")
+            times.append(float(value))
+        age, idle_for = times
+        last_t = now - age
+        self.total = total
+        self._raw = raw
+        self._last_t = self._first_t = last_t
+        self._last_part_t = now - idle_for
+        self._history = deque([(last_t, total)])
 
     def _plausible(self, elapsed: float) -> int:
         """Largest increase the line can have made in ``elapsed`` seconds (never half the modulus or more,

@@ -67,6 +67,8 @@ _READ_METHODS = {
 MAX_REGISTERS = 125
 MAX_BITS = 2000
 COUNTER_TYPES = ("u16", "u32", "u64")
+# Format of the counters' saved state (Driver.state); a state of another format is not continued.
+COUNTER_STATE_FORMAT = "modbus-counters/1"
 
 EXCEPTION_TEXT = {
     0x01: "illegal function (the device does not support this function code; try 'holding' vs 'input')",
@@ -593,6 +595,72 @@ class ModbusDriver(Driver):
             if update.event == event:
                 info[key] += 1
 
+    # ---------------------------------------------------------------- state across restarts
+    def _identity(self, b: BoundPoint) -> dict[str, Any]:
+        """What a saved count belongs to: the same register of the same unit, read the same way."""
+        p = b.point
+        return {"unit_id": b.unit_id, "function": p.function, "address": p.address, "type": p.type,
+                "order": p.order, "modulus": p.modulus}
+
+    def state(self) -> dict[str, Any]:
+        """The production counts, so that the next run continues them (see :meth:`restore`)."""
+        now = self.clock.monotonic()
+        bound = {b.channel: b for g in self._groups() for b in g.members if b.point.counter}
+        return {
+            "format": COUNTER_STATE_FORMAT,
+            "saved_ns": self.clock.now_ns(),
+            "simulated": self.config.simulate is not None,
+            "counters": {ch: {"point": self._identity(bound[ch]), **c.state(now)} for ch, c in self.counters.items()},
+        }
+
+    def restore(self, state: dict[str, Any]) -> list[str]:
+        """Continue the production counts of an earlier run. The time the gateway was down (wall clock,
+        never negative) is added to each counter's gap, so the first reading is judged with the usual rules
+        over the whole gap: parts made meanwhile are counted, a wrap, reset or replacement meanwhile is
+        judged as always (never negative, never a spike). A count whose register, type, word order or wrap
+        changed is not continued; nor is any count of a simulated device, which is new with every run."""
+        if not state:
+            return []
+        if not isinstance(state, dict) or state.get("format") != COUNTER_STATE_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            return [f"saved counter state has format {found!r}, this version reads {COUNTER_STATE_FORMAT!r}: "
+                    "counting starts from 0"]
+        if self.config.simulate is not None or state.get("simulated"):
+            return ["a simulated device is new with every run: counting starts from 0"]
+        saved_ns, counters = state.get("saved_ns"), state.get("counters")
+        if isinstance(saved_ns, bool) or not isinstance(saved_ns, int) or not isinstance(counters, dict):
+            return ["saved counter state lacks 'saved_ns' or 'counters': counting starts from 0"]
+        gap = max(0.0, (self.clock.now_ns() - saved_ns) / 1e9)
+        now = self.clock.monotonic()
+        bound = {b.channel: b for g in self._groups() for b in g.members if b.point.counter}
+        notes = []
+        for channel, saved in counters.items():
+            label = channel or "(main value)"
+            if channel not in self.counters:
+                notes.append(f"counter {label} is no longer in the register map: its saved count is dropped")
+                continue
+            if not isinstance(saved, dict) or saved.get("point") != self._identity(bound[channel]):
+                notes.append(f"counter {label}: the register map changed (unit, address, type, order or wrap): "
+                             "counting starts from 0")
+                continue
+            try:
+                shifted = dict(saved)
+                for key in ("age", "idle_for"):
+                    value = shifted.get(key)
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        shifted[key] = value + gap
+                self.counters[channel].restore(shifted, now)
+            except ValueError as exc:
+                notes.append(f"counter {label}: {exc}: counting starts from 0")
+                continue
+            counter = self.counters[channel]
+            info = self.health.extra["counters"].setdefault(channel, {"wraps": 0, "resets": 0, "replacements": 0})
+            info.update(total=counter.total, raw=saved.get("raw"), last_event="restored")
+        return notes
+
+    def _groups(self) -> list[ReadGroup]:
+        return [g for u in self.units.values() for g in u.groups]
+
     def _publish_health(self) -> None:
         now = self.clock.monotonic()
         self.health.extra["units"] = {str(u.unit_id): u.as_dict(now) for u in self.units.values()}
@@ -607,6 +675,7 @@ class ModbusDriver(Driver):
             while True:
                 try:
                     await self.connect()
+                    _raise_if_cancelled()
                     self.health.connected = True
                     if ever_connected:
                         self.health.reconnects += 1
@@ -615,6 +684,7 @@ class ModbusDriver(Driver):
                     while True:
                         started = time.monotonic()
                         await self.poll(emit)
+                        _raise_if_cancelled()
                         if not self.connected:
                             raise ConnectionException(f"connection to {self.where} lost")
                         await asyncio.sleep(max(0.0, self.config.poll_interval - (time.monotonic() - started)))
@@ -624,11 +694,22 @@ class ModbusDriver(Driver):
                     self.health.last_error = f"internal error: {type(exc).__name__}: {exc}"
                 self.health.connected = False
                 self.close()
+                _raise_if_cancelled()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.opts.backoff_max)
         finally:
             self.close()
             self.health.connected = False
+
+
+def _raise_if_cancelled() -> None:
+    """Honour a cancellation that a library swallowed. On Python 3.11, ``asyncio.wait_for`` (which pymodbus
+    uses for connects and replies) returns the result instead of raising when the reply and the cancel
+    arrive together; the task is then marked as cancelling but runs on, and a gateway stopping on SIGTERM
+    would wait for it forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError()
 
 
 def _simulator(scenario: str, options: BaseModel | None, clock: Clock) -> Simulator:

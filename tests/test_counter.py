@@ -150,3 +150,103 @@ def test_arbitrary_readings_never_go_negative_nor_spike(modulus, steps):
         previous = c.total
         state = c.snapshot(t)
         assert state.rate >= 0.0 and state.total == c.total
+
+
+# ------------------------------------------------------------------ continuing in another process
+
+
+def restored(counter: ProductionCounter, now: float, down: float, at: float = 0.0, **kwargs) -> ProductionCounter:
+    """A new counter continuing ``counter`` after ``down`` seconds without a gateway (as a restart does)."""
+    saved = counter.state(now)
+    saved["age"] += down
+    saved["idle_for"] += down
+    other = ProductionCounter(modulus=counter.modulus, **kwargs)
+    other.restore(saved, at)
+    return other
+
+
+def test_restored_count_continues_with_the_parts_made_while_down():
+    c = ProductionCounter(modulus=2**16)
+    feed(c, [(100, 0.0), (160, 30.0)])
+    d = restored(c, now=31.0, down=60.0)
+    assert d.total == 60 and d.snapshot(0.0).raw == 160
+    update = d.update(400, 1.0)  # 240 parts in the 62 s since the last reading: plausible
+    assert (update.event, update.delta, d.total) == ("count", 240, 300)
+
+
+def test_restored_count_judges_wrap_reset_and_replacement_while_down():
+    c = ProductionCounter(modulus=2**16, max_rate=600)
+    feed(c, [(65000, 0.0), (65500, 60.0)])
+    assert feed(restored(c, 60.0, 10.0), [(30, 0.0)]) == ["wrap"]  # 66 parts across the wrap
+    d = restored(c, 60.0, 10.0)
+    assert (d.update(30, 0.0).delta, d.total) == (66, 566)
+    c = ProductionCounter(modulus=2**16, max_rate=600)
+    feed(c, [(100, 0.0), (500, 60.0)])
+    r = restored(c, 60.0, 30.0)
+    assert (r.update(7, 0.0).event, r.total) == ("reset", 407)  # reset meanwhile: the parts since it count
+    p = restored(c, 60.0, 30.0)
+    assert (p.update(30000, 0.0).event, p.total) == ("replaced", 400)  # never a spike
+
+
+def test_restored_rate_spreads_the_gap_and_the_line_stays_stopped():
+    c = ProductionCounter(modulus=2**16, idle_after=60, rate_window=60)
+    feed(c, [(0, 0.0), (10, 5.0)])
+    d = restored(c, now=100.0, down=10.0, idle_after=60, rate_window=60)
+    assert d.snapshot(0.0).stopped and d.snapshot(0.0).idle_for == pytest.approx(105.0)
+    assert d.snapshot(0.0).rate == 0.0
+    d.update(20, 1.0)
+    state = d.snapshot(1.0)
+    assert not state.stopped and state.rate == pytest.approx(10.0)  # 10 parts in the last 60 s
+
+
+def test_state_before_the_first_reading_continues_nothing():
+    saved = ProductionCounter(modulus=2**16).state(5.0)
+    d = ProductionCounter(modulus=2**16)
+    d.restore(saved, 10.0)
+    assert feed(d, [(500, 11.0)]) == ["start"] and d.total == 0
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"modulus": 2**32}, "wrapped at 4294967296"),
+    ({"total": -1}, "not a count of parts"),
+    ({"total": 1.5}, "not a count of parts"),
+    ({"raw": 2**16}, "not a value of this counter"),
+    ({"raw": "12"}, "not a value of this counter"),
+    ({"age": -3.0}, "not a number of seconds"),
+    ({"idle_for": float("nan")}, "not a number of seconds"),
+    ({"age": None}, "not a number of seconds"),
+])
+def test_a_state_that_does_not_fit_is_refused_and_the_counter_left_untouched(change, message):
+    c = ProductionCounter(modulus=2**16)
+    feed(c, [(1, 0.0), (5, 1.0)])
+    d = ProductionCounter(modulus=2**16)
+    with pytest.raises(ValueError, match=message):
+        d.restore({**c.state(1.0), **change}, 0.0)
+    assert d.total == 0 and d.snapshot(0.0).raw is None
+    with pytest.raises(ValueError, match="lacks age"):
+        d.restore({k: v for k, v in c.state(1.0).items() if k != "age"}, 0.0)
+
+
+@given(
+    before=st.lists(st.tuples(st.integers(0, 2**16 - 1), st.floats(0.0, 30.0)), min_size=1, max_size=20),
+    down=st.floats(0.0, 86_400.0),
+    after=st.lists(st.tuples(st.integers(0, 2**16 - 1), st.floats(0.0, 30.0)), min_size=1, max_size=20),
+)
+def test_a_restart_never_makes_the_count_go_back_nor_spike(before, down, after):
+    c = ProductionCounter(modulus=2**16, max_rate=600, min_jump=10)
+    t = 0.0
+    for raw, dt in before:
+        t += dt
+        c.update(raw, t)
+    total = c.total
+    d = restored(c, t, down, max_rate=600, min_jump=10)
+    assert d.total == total
+    now, gap = 0.0, down  # the restored counter's clock starts at 0; its last reading was `down` before
+    for raw, dt in after:
+        now += dt
+        gap += dt
+        update = d.update(raw, now)
+        assert update.delta >= 0 and d.total == total + update.delta
+        # never more than the line can make in the time since the last reading, restart included
+        assert update.delta <= max(10, int(600 * gap / 60) + 1)
+        total, gap = d.total, 0.0
