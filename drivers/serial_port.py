@@ -5,7 +5,8 @@ pulled out and plugged back, ``/dev/ttyUSB0`` renumbered to ``ttyUSB1``, a wrong
 garbage, a scale that stops answering. They are handled here once:
 
 * the port is opened by path; ``/dev/serial/by-id/…`` names survive replugging and renumbering, and when a
-  ``/dev/ttyUSBn`` name is configured the health report suggests the stable name that points at it;
+  ``/dev/ttyUSBn`` (or ``ttyACMn``) name is configured the health report suggests the stable name that points
+  at it, or where to find it (also in the error when that port is missing);
 * port settings are the driver's factory defaults with the instrument's ``[instruments.serial]``
   overrides on top; ``serial.rs485 = true`` switches the port to the kernel's RS-485 mode (direction
   control by RTS) for half-duplex transceivers;
@@ -14,7 +15,12 @@ garbage, a scale that stops answering. They are handled here once:
 * when the port vanishes the driver reports ``connected = False`` with the reason, retries with an
   exponential backoff (0.1 s doubling to ``max_backoff``) and resumes by itself when the port returns;
 * every frame is counted in :class:`drivers.base.InstrumentHealth` (ok / rejected / ignored, the last raw
-  frame and the last rejection reason) so a technician can debug the wiring from the status page.
+  frame and the last rejection reason) so a technician can debug the wiring from the status page;
+* a run of rejected frames is named for what it almost always is — a baud rate or parity that does not
+  match the instrument's — in ``last_error``, with the port's settings; bytes that never get their frame end
+  (a gauge at the wrong baud rate never produces its CR) are counted as rejected once the line goes quiet
+  for ``timeout`` seconds instead of waiting for a buffer to fill;
+* "permission denied" says which group to join and the command to do it.
 
 A driver module subclasses :class:`SerialDriver` and sets its terminator and parser; polled instruments
 override :meth:`SerialDriver.request` and set ``polled``.
@@ -25,9 +31,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
+import grp
 import math
 import os
+import pwd
+import re
 import termios
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -44,6 +55,9 @@ from edge.config import InstrumentConfig, SerialSettings
 from edge.model import Measurement, Status
 
 BY_ID = Path("/dev/serial/by-id")
+_RENUMBERED = re.compile(r"/dev/tty(?:USB|ACM)\d+")
+# consecutive rejected frames before the health report names a baud rate / parity mismatch
+REJECTS_BEFORE_DIAGNOSIS = 5
 
 
 class PortLost(Exception):
@@ -111,6 +125,23 @@ def stable_name(path: str, by_id: Path = BY_ID) -> str | None:
     return None
 
 
+def port_hint(path: str, by_id: Path = BY_ID) -> str | None:
+    """Advice for a port configured by a name that changes (``/dev/ttyUSBn``, ``/dev/ttyACMn``), else None.
+
+    >>> port_hint("/dev/ttyUSB0", Path("/nonexistent"))
+    "/dev/ttyUSB0 is renumbered when adapters are replugged or the gateway restarts; configure the adapter's stable name instead (see `ls -l /dev/serial/by-id/`)"
+    >>> port_hint("/dev/serial/by-id/usb-FTDI_A10K1234-if00-port0") is None
+    True
+    """
+    stable = stable_name(path, by_id)
+    if stable:
+        return f"{path} may be renumbered after a replug; configure {stable} instead"
+    if _RENUMBERED.fullmatch(path):
+        return (f"{path} is renumbered when adapters are replugged or the gateway restarts; configure the "
+                f"adapter's stable name instead (see `ls -l {BY_ID}/`)")
+    return None
+
+
 def open_port(
     path: str, settings: dict[str, Any], rs485: serial.rs485.RS485Settings | None, timeout: float = 0
 ) -> serial.Serial:
@@ -133,11 +164,13 @@ def open_port(
 class _FrameProtocol(asyncio.Protocol):
     def __init__(self, framer: Framer) -> None:
         self.framer = framer
+        self.last_data = time.monotonic()
         self.frames: collections.deque[bytes] = collections.deque()
         self.lost: BaseException | None = None
         self._wake: asyncio.Event = asyncio.Event()
 
     def data_received(self, data: bytes) -> None:
+        self.last_data = time.monotonic()
         frames = self.framer.feed(data)
         if frames:
             self.frames.extend(frames)
@@ -207,6 +240,16 @@ class SerialLink:
     def pending(self) -> bytes:
         return self.protocol.framer.pending()
 
+    def take_incomplete(self, quiet: float) -> bytes:
+        """The bytes of a frame whose end has not come for ``quiet`` seconds (b"" if none): handed out once, as
+        junk. Line ends and NULs alone are dropped silently (a CR LF split across the quiet time)."""
+        proto = self.protocol
+        pending = proto.framer.pending()
+        if not pending or time.monotonic() - proto.last_data < quiet:
+            return b""
+        proto.framer.clear()
+        return pending if pending.strip(b"\r\n\x00") else b""
+
     def close(self) -> None:
         if not self.transport.is_closing():
             self.transport.close()
@@ -268,9 +311,12 @@ class SerialDriver(Driver):
         self._terminator = self.framer().terminator
         self.health.extra["port"] = config.port
         self.health.extra["settings"] = describe_settings(self.settings) + (" RS-485" if self.rs485 else "")
-        hint = stable_name(config.port)
+        hint = port_hint(config.port)
         if hint:
-            self.health.extra["hint"] = f"{config.port} may be renumbered after a replug; configure {hint} instead"
+            self.health.extra["hint"] = hint
+        self._rejected_run = 0  # consecutive rejected frames
+        self._ok_since_connect = 0
+        self._diagnosis = ""
 
     # -- hooks --------------------------------------------------------------------------------------
     @property
@@ -301,7 +347,12 @@ class SerialDriver(Driver):
                 link = await SerialLink.open(path, self.settings, self.framer(), self.rs485)
             except (OSError, serial.SerialException, ValueError, termios.error) as exc:
                 self.health.connected = False
-                self.health.last_error = f"cannot open {path} ({describe_settings(self.settings)}): {_open_error(exc)}"
+                error = f"cannot open {path} ({describe_settings(self.settings)}): {open_error(exc, path)}"
+                hint = port_hint(path)
+                if hint:
+                    self.health.extra["hint"] = hint
+                    error += f"; {hint}"
+                self.health.last_error = error
                 await asyncio.sleep(backoff.next())
                 continue
             if ever_connected:
@@ -310,6 +361,7 @@ class SerialDriver(Driver):
             self.link = link
             self.health.connected = True
             self.health.extra["connected_since_ns"] = self.clock.now_ns()
+            self._rejected_run = self._ok_since_connect = 0
             backoff.reset()
             try:
                 await self.on_connect(link)
@@ -318,6 +370,10 @@ class SerialDriver(Driver):
                 else:
                     while True:
                         frames = await link.read_frames(self.config.timeout)
+                        if not frames:
+                            # a frame end that never comes (wrong baud rate): count the bytes once it is quiet
+                            junk = link.take_incomplete(self.config.timeout)
+                            frames = [junk] if junk else []
                         if frames:
                             self.handle(frames, emit)
             except PortLost as exc:
@@ -345,7 +401,12 @@ class SerialDriver(Driver):
                 frames = await link.read_frames(remaining)
                 answered = any(self.is_reply(r) for r in self.handle(frames, emit))
             if not answered:
-                self.health.last_error = f"no reply within {timeout:g} s (check wiring, port settings and address)"
+                junk = link.take_incomplete(0.0)
+                if junk:
+                    self.handle([junk], emit)
+                if self._rejected_run < REJECTS_BEFORE_DIAGNOSIS:  # else the baud rate diagnosis says more
+                    self.health.last_error = (f"no reply within {timeout:g} s (check wiring, port settings and "
+                                              "address)")
                 self.health.extra["unanswered"] = self.health.extra.get("unanswered", 0) + 1
             await asyncio.sleep(max(0.0, started + interval - loop.time()))
 
@@ -361,6 +422,16 @@ class SerialDriver(Driver):
                 f"no frame end within {len(frame)} bytes (wrong baud rate, parity, or noise on the line)")
             health.count(frame, result)
             results.append(result)
+            if isinstance(result, Rejected):
+                self._rejected_run += 1
+                if self._rejected_run >= REJECTS_BEFORE_DIAGNOSIS:
+                    self._diagnose()
+            elif isinstance(result, Decoded):
+                self._ok_since_connect += 1
+                if self._rejected_run:
+                    self._rejected_run = 0
+                    if self._diagnosis and health.last_error == self._diagnosis:
+                        health.last_error = ""  # the frames are good again: the advice no longer applies
             if isinstance(result, Decoded):
                 if stage is not None:
                     staged = stage(result)
@@ -374,17 +445,53 @@ class SerialDriver(Driver):
         return results
 
 
-def _open_error(exc: BaseException) -> str:
+    def _diagnose(self) -> None:
+        run, settings = self._rejected_run, self.health.extra["settings"]
+        if self._ok_since_connect == 0:
+            text = (f"all {run} frames since connecting were rejected: check baud rate/parity — the port is at "
+                    f"{settings} and the instrument must send at the same setting (`floorwatch probe "
+                    f"{self.config.port}` finds it)")
+        else:
+            text = (f"the last {run} frames were all rejected: check baud rate/parity (the port is at {settings}; "
+                    "was the instrument's setting changed?)")
+        self._diagnosis = self.health.last_error = text
+
+
+def open_error(exc: BaseException, path: str = "") -> str:
+    """Why a port could not be opened, in the technician's terms, with the fix."""
     text = str(exc)
-    if isinstance(exc, FileNotFoundError) or "No such file" in text:
+    code = getattr(exc, "errno", None)
+    if isinstance(exc, FileNotFoundError) or code == errno.ENOENT or "No such file" in text:
         return "no such port (adapter unplugged? check `ls /dev/serial/by-id/`)"
     if isinstance(exc, termios.error):
         return f"the port refuses these settings ({text}); check [instruments.serial]"
-    if isinstance(exc, PermissionError) or "Permission denied" in text:
-        return "permission denied (add the service user to the 'dialout' group)"
-    if "busy" in text.lower() or "exclusive" in text.lower():
-        return "port is in use by another program"
+    if isinstance(exc, PermissionError) or code == errno.EACCES or "Permission denied" in text:
+        return "permission denied: " + permission_fix(path)
+    if code == errno.EBUSY or "busy" in text.lower() or "exclusive" in text.lower():
+        return "port is in use by another program (a terminal program, ModemManager, another gateway?)"
     return text
+
+
+def permission_fix(path: str) -> str:
+    """How to get access to a serial port the gateway's user may not open."""
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    try:
+        st = os.stat(path)
+        group = grp.getgrgid(st.st_gid)
+    except (OSError, KeyError):
+        return (f"add the user running floorwatch ({user}) to the port's group: sudo usermod -aG dialout {user}, "
+                "then log in again or restart the floorwatch service")
+    if group.gr_name == "root":
+        return (f"{path} is accessible to root only; add a udev rule giving group 'dialout' access "
+                "(see docs/drivers/serial.md)")
+    if st.st_gid in os.getgroups() or st.st_gid == os.getegid():
+        return (f"{path} (mode {st.st_mode & 0o777:03o}) is not readable and writable by its group "
+                f"'{group.gr_name}'; check the udev rule that sets its permissions")
+    if user in group.gr_mem:
+        return (f"user {user} was added to group '{group.gr_name}' after floorwatch started: restart the "
+                "floorwatch service (or log in again)")
+    return (f"{path} belongs to group '{group.gr_name}' and user {user} is not in it: "
+            f"sudo usermod -aG {group.gr_name} {user}, then log in again or restart the floorwatch service")
 
 
 def error_value(detail: str, status: Status = Status.ERROR, channel: str = "", unit: str = "") -> Decoded:

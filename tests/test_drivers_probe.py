@@ -3,12 +3,14 @@ Modbus target to the Modbus scan."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 
 from drivers import registry
 from edge.clock import SYSTEM_CLOCK
 from gateway.cli import main
-from gateway.commands.probe import candidates, plan
+from gateway.commands.probe import candidates, plan, probe_serial, report
 
 
 def _sim(name: str, options: dict):
@@ -87,3 +89,18 @@ def test_probe_modbus_explains_an_unreachable_host(capsys):
     rc = main(["probe", "--modbus", f"127.0.0.1:{free_port()}", "--units", "1", "--timeout", "0.2"])
     assert rc == 2
     assert "cannot connect" in capsys.readouterr().err
+
+
+async def test_probe_configuration_uses_the_stable_port_name(tmp_path, capsys):
+    """Probing /dev/ttyUSB0 must not hand the technician a configuration that breaks at the next replug."""
+    by_id = tmp_path / "by-id"
+    by_id.mkdir()
+    async with _sim("aandd", {"mode": "continuous"}) as sim:
+        tty = os.path.realpath(sim.endpoint["port"])  # the pty, as /dev/ttyUSB0 would be
+        os.symlink(tty, by_id / "usb-Prolific_PL2303-if00-port0")
+        args = argparse.Namespace(port=tty, driver=["aandd"], settings=["2400 7E1"], listen=0.3, timeout=0.1, all=False)
+        found = await asyncio.to_thread(probe_serial, args, lambda text: None)
+    report(tty, found, by_id)
+    out = capsys.readouterr().out
+    assert f'port = "{by_id}/usb-Prolific_PL2303-if00-port0"' in out
+    assert f"{tty} is {by_id}/usb-Prolific_PL2303-if00-port0" in out

@@ -1,14 +1,24 @@
-"""The shared serial transport on real ptys: bytes flow, frames are cut, unplug/replug is survived."""
+"""The shared serial transport on real ptys: bytes flow, frames are cut; what the technician is told about a
+wrong baud rate, a renumbered port and a port the gateway may not open."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import grp
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 from drivers import registry
 from drivers.framing import Framer
-from drivers.serial_port import SerialLink, effective_settings
+from drivers.serial_port import SerialLink, effective_settings, port_hint
+from edge.clock import SYSTEM_CLOCK
 from edge.config import SerialSettings
+from harness._util import require_binary
+from harness.serial_pty import Collector, instrument, wait_until
 
 
 async def test_bytes_flow_through_a_pty_pair(pty_pair):
@@ -26,3 +36,126 @@ async def test_bytes_flow_through_a_pty_pair(pty_pair):
         assert os.read(master, 100) == b"1\r"
     finally:
         link.close()
+
+
+# -- what the technician sees in the health report -------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.asynccontextmanager
+async def _running(driver, emit):
+    task = asyncio.create_task(driver.run(emit))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_wrong_baud_rate_is_named_in_the_health_report(pty_pair):
+    """At a wrong baud rate or parity every frame is garbage: say so, instead of only counting rejections."""
+    master, path = pty_pair
+    driver = registry.get("mitutoyo").driver(instrument("caliper-1", "mitutoyo", path), None, SYSTEM_CLOCK)
+    got = Collector()
+    async with _running(driver, got):
+        await wait_until(lambda: driver.health.connected, 3, "connection")
+        os.write(master, b"\xf8\x80\x1e\xfe\x86\r" * 6)  # what 9600 baud makes of a gauge sending at 2400
+        await wait_until(lambda: "check baud rate/parity" in driver.health.last_error, 3, "the diagnosis")
+        assert "all 6 frames since connecting were rejected" in driver.health.last_error
+        assert "9600 8N1" in driver.health.last_error  # the settings the port is at
+        os.write(master, b"01A+0000.123\r")  # the technician fixed the setting: the diagnosis goes away
+        await wait_until(lambda: len(got.items) == 1, 3, "the good frame")
+        assert "baud" not in driver.health.last_error
+        os.write(master, b"\xf8\x80\r" * 5)  # someone changed the instrument's setting afterwards
+        await wait_until(lambda: "the last 5 frames were all rejected" in driver.health.last_error, 3, "diagnosis")
+    assert got.values == [0.123]
+
+
+async def test_bytes_without_a_frame_end_are_reported_when_the_line_goes_quiet(pty_pair):
+    """A caliper at the wrong baud rate never produces its CR: its garbage must not wait for 256 bytes."""
+    master, path = pty_pair
+    driver = registry.get("mitutoyo").driver(instrument("caliper-1", "mitutoyo", path, timeout=0.2), None,
+                                             SYSTEM_CLOCK)
+    got = Collector()
+    async with _running(driver, got):
+        await wait_until(lambda: driver.health.connected, 3, "connection")
+        os.write(master, b"\xf8\x80\x1e\xfe\x86\x9e")
+        await wait_until(lambda: driver.health.frames_rejected == 1, 3, "the incomplete frame counted")
+        assert "no frame end" in driver.health.last_reject_reason
+        assert driver.health.last_raw == b"\xf8\x80\x1e\xfe\x86\x9e"
+        os.write(master, b"01A+0000.5")  # a frame arriving in two pieces close together is not cut
+        await asyncio.sleep(0.05)
+        os.write(master, b"00\r")
+        await wait_until(lambda: len(got.items) == 1, 3, "the frame")
+    assert got.values == [0.5] and driver.health.frames_rejected == 1
+
+
+def test_a_tty_usb_number_gets_the_stable_name_hint(tmp_path):
+    tty = tmp_path / "ttyUSB0"
+    tty.write_text("")
+    by_id = tmp_path / "by-id"
+    by_id.mkdir()
+    os.symlink(tty, by_id / "usb-FTDI_FT232R_USB_UART_A10K1234-if00-port0")
+    assert f"configure {by_id}/usb-FTDI_FT232R_USB_UART_A10K1234-if00-port0 instead" in port_hint(str(tty), by_id)
+    # no adapter behind the number right now: still say where the stable names are
+    hint = port_hint("/dev/ttyUSB3", tmp_path / "nothing")
+    assert "/dev/ttyUSB3" in hint and "ls -l /dev/serial/by-id/" in hint
+    assert "/dev/ttyACM0" in port_hint("/dev/ttyACM0", tmp_path / "nothing")
+    assert port_hint(str(by_id / "usb-FTDI_FT232R_USB_UART_A10K1234-if00-port0"), by_id) is None
+
+
+async def test_a_missing_tty_usb_port_error_names_the_stable_name():
+    driver = registry.get("mtsics").driver(instrument("scale-1", "mtsics", "/dev/ttyUSB97"), None, SYSTEM_CLOCK)
+    async with _running(driver, Collector()):
+        await wait_until(lambda: "no such port" in driver.health.last_error, 2, "open error")
+    assert "/dev/serial/by-id" in driver.health.last_error
+    assert "/dev/serial/by-id" in driver.health.extra["hint"]
+
+
+def _without_access(path: str, code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` where ``path`` cannot be opened, as on a fresh Debian install for a user outside 'dialout':
+    as root, the port becomes another user's, group dialout, mode 660 (what udev gives /dev/ttyUSB0) and root
+    runs without the capability that overrides file permissions; as another user the owner bits are cleared."""
+    if os.geteuid() == 0:
+        os.chown(path, 65534, grp.getgrnam("dialout").gr_gid)  # another user, as udev leaves it to root
+        os.chmod(path, 0o660)
+        prefix = [require_binary("setpriv"), "--bounding-set", "-dac_override,-dac_read_search"]
+    else:
+        os.chmod(path, 0)
+        prefix = []
+    return subprocess.run([*prefix, sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=30, cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"})
+
+
+def test_permission_denied_on_a_port_says_how_to_fix_it(pty_pair):
+    _, path = pty_pair
+    done = _without_access(path, f"""
+        import asyncio, contextlib
+        from drivers import registry
+        from harness.serial_pty import Collector, instrument
+        async def main():
+            d = registry.get("mitutoyo").driver(instrument("caliper-1", "mitutoyo", {path!r}), None)
+            task = asyncio.create_task(d.run(Collector()))
+            await asyncio.sleep(0.3)
+            task.cancel()
+            print(d.health.last_error)
+        asyncio.run(main())
+        """)
+    error = done.stdout
+    assert "permission denied" in error, done.stderr
+    assert "sudo usermod -aG" in error or "check the udev rule" in error
+    assert "log in again" in error or "udev" in error
+
+
+def test_probe_stops_at_permission_denied_with_the_fix(pty_pair):
+    _, path = pty_pair
+    done = _without_access(path, f"""
+        import sys
+        from gateway.cli import main
+        sys.exit(main(["probe", {path!r}, "--listen", "0.05", "--timeout", "0.05"]))
+        """)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "permission denied" in done.stderr and "sudo usermod -aG" in done.stderr
+    assert done.stderr.count("permission denied") == 1  # said once, not once per port setting tried
+    assert "no known instrument answered" not in done.stdout

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
 import sys
 import termios
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import serial
@@ -34,10 +36,14 @@ import serial
 from drivers import registry
 from drivers.base import Decoded, DriverSpec, Parser, Rejected, SerialDefaults
 from drivers.framing import Framer
-from drivers.serial_port import describe_settings, open_port
+from drivers.serial_port import BY_ID, describe_settings, open_error, open_port, port_hint, stable_name
 
 # Settings worth a try beyond the drivers' own defaults, most common first.
 COMMON = ("9600 8N1", "19200 8N1", "2400 7E1", "4800 8N1", "1200 7O1", "38400 8N1", "57600 8N1", "115200 8N1")
+
+
+class PortUnavailable(Exception):
+    """The port cannot be opened at any setting (permission, in use): trying the others would only repeat it."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -200,9 +206,11 @@ def probe_serial(args: argparse.Namespace, say=None) -> list[Match]:
         try:
             port = open_port(args.port, _settings_of(settings_text), None, timeout=0.05)
         except (OSError, serial.SerialException, ValueError, termios.error) as exc:
-            say(f"    cannot open the port at these settings: {exc}")
             if not os.path.exists(args.port):
                 raise FileNotFoundError(args.port) from None
+            if getattr(exc, "errno", None) in (errno.EACCES, errno.EBUSY) or "Permission denied" in str(exc):
+                raise PortUnavailable(f"{args.port}: {open_error(exc, args.port)}") from None
+            say(f"    cannot open the port at these settings: {open_error(exc, args.port)}")
             continue
         matches = {spec.name: Match(spec.name, settings_text) for spec, _ in specs}
         try:
@@ -239,7 +247,7 @@ def probe_serial(args: argparse.Namespace, say=None) -> list[Match]:
     return found
 
 
-def report(port: str, found: list[Match]) -> None:
+def report(port: str, found: list[Match], by_id: Path = BY_ID) -> None:
     if not found:
         print(f"{port}: no known instrument answered. Check the cable (null-modem?), the instrument's output "
               "setting (print/continuous), and try --settings with the baud rate shown on the instrument; "
@@ -256,8 +264,16 @@ def report(port: str, found: list[Match]) -> None:
         print(f"    the frames fit {', '.join(others)} equally well; pick by the instrument's make")
     spec = registry.get(best.driver)
     defaults = describe_settings(spec.serial_defaults.model_dump())
+    # the configuration names the port by its stable name: /dev/ttyUSB0 is another adapter after a replug
+    stable = stable_name(port, by_id)
+    if stable:
+        print(f"    {port} is {stable}: the configuration below uses that name, which survives replugging")
+    else:
+        hint = port_hint(port, by_id)
+        if hint:
+            print(f"    note: {hint}")
     print("\nconfiguration:\n\n[[instruments]]\nname = \"instrument-1\"\n"
-          f"driver = \"{best.driver}\"\nport = \"{port}\"")
+          f"driver = \"{best.driver}\"\nport = \"{stable or port}\"")
     if best.settings != defaults:
         s = _settings_of(best.settings)
         print(f"[instruments.serial]\nbaudrate = {s['baudrate']}\nbytesize = {s['bytesize']}\n"
@@ -307,6 +323,9 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         print(f"floorwatch probe: {args.port}: no such port (plugged in? see `ls /dev/serial/by-id/`)",
               file=sys.stderr)
+        return 2
+    except PortUnavailable as exc:
+        print(f"floorwatch probe: {exc}", file=sys.stderr)
         return 2
     except (ValueError, serial.SerialException, OSError) as exc:
         print(f"floorwatch probe: {exc}", file=sys.stderr)
