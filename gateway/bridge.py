@@ -252,13 +252,14 @@ class _Missing:
     ts_ns: int  # time of the record that revealed it (the integrity point's timestamp)
     reported: bool = False
     span: tuple[int, int] = (0, -1)  # the gap as found; (0, -1): first..last
+    note: str = ""  # why they are missing when the bridge knows (e.g. refused by the database)
 
     def __post_init__(self) -> None:
         if self.span == (0, -1):
             self.span = (self.first, self.last)
 
     def piece(self, first: int, last: int) -> _Missing:
-        return _Missing(first, last, self.detected, self.ts_ns, self.reported, self.span)
+        return _Missing(first, last, self.detected, self.ts_ns, self.reported, self.span, self.note)
 
 
 @dataclass
@@ -337,6 +338,21 @@ class SequenceTracker:
                                                        message=f"numbering restarted: {why}"))
             log.warning("%s/%s/%s: %s; sequence tracking restarts at %d", *_o(origin), why, seq)
         self.gateways[origin] = _Gateway(high=seq, newest_ns=ts_ns)
+
+    def unsee(self, origin: Origin, seen: list[tuple[int, int]], note: str, now: float | None = None) -> None:
+        """Numbers marked as seen whose records were not stored after all (``seen``: (seq, ts_ns)): they are
+        missing again — reported as a gap with ``note`` unless they arrive again."""
+        gw = self.gateways.get(origin)
+        if gw is None or not seen:
+            return
+        now = time.monotonic() if now is None else now
+        run: list[tuple[int, int]] = []
+        for seq, ts_ns in sorted(seen) + [(-2, 0)]:
+            if run and seq != run[-1][0] + 1:
+                gw.missing.append(_Missing(run[0][0], run[-1][0], now, run[0][1], note=note))
+                run = []
+            run.append((seq, ts_ns))
+        del gw.missing[: max(0, len(gw.missing) - self.max_ranges)]
 
     def _fill(self, origin: Origin, gw: _Gateway, seq: int) -> bool:
         for i, m in enumerate(gw.missing):
@@ -424,6 +440,12 @@ class SequenceTracker:
                 self.gaps += 1
                 other = last - first + 1 - n
                 note = f" (the other {other} arrived late or were explained by the gateway)" if other else ""
+                why = next((m.note for m in gw.missing if m.ts_ns == ts_ns and m.span == (first, last)), "")
+                if why:
+                    log.warning("%s/%s/%s: %d record(s) %s: sequence %d..%d", *_o(origin), n, why, first, last)
+                    out.append(influx.integrity_point(origin, "gap", first, last, ts_ns, explained=False, count=n,
+                                                      message=f"{n} record(s) {why}: sequence {first}..{last}"))
+                    continue
                 log.warning("%s/%s/%s: %d record(s) missing: sequence %d..%d%s", *_o(origin), n, first, last, note)
                 out.append(influx.integrity_point(
                     origin, "gap", first, last, ts_ns, explained=False, count=n,
@@ -433,7 +455,8 @@ class SequenceTracker:
     # persistence: a bridge restart must not forget what it was waiting for
     def to_json(self) -> dict[str, Any]:
         return {"/".join(_o(o)): {"high": g.high, "newest_ns": g.newest_ns,
-                                  "missing": [[m.first, m.last, m.ts_ns, m.reported, *m.span] for m in g.missing]}
+                                  "missing": [[m.first, m.last, m.ts_ns, m.reported, *m.span, m.note]
+                                              for m in g.missing]}
                 for o, g in self.gateways.items()}
 
     def load_json(self, data: dict[str, Any]) -> None:
@@ -443,7 +466,8 @@ class SequenceTracker:
             self.gateways[Origin(site, line, gateway)] = _Gateway(
                 high=int(g["high"]), newest_ns=int(g.get("newest_ns", -1)),
                 missing=[_Missing(int(m[0]), int(m[1]), now, int(m[2]), bool(m[3]),
-                                  (int(m[4]), int(m[5])) if len(m) >= 6 else (int(m[0]), int(m[1])))
+                                  (int(m[4]), int(m[5])) if len(m) >= 6 else (int(m[0]), int(m[1])),
+                                  str(m[6]) if len(m) >= 7 else "")
                          for m in g["missing"]])
 
 
@@ -775,7 +799,7 @@ class Bridge:
                 self._settle([msg], [(msg, f"bridge error: {type(exc).__name__}: {exc}")])
 
     def _process(self, batch: list[Incoming]) -> None:
-        per_message: list[tuple[Incoming, list[str]]] = []
+        per_message: list[tuple[Incoming, list[str], Origin | None, list[tuple[int, int]]]] = []
         dead: list[tuple[Incoming, str]] = []
         for msg in batch:
             self.counters.messages += 1
@@ -784,13 +808,18 @@ class Bridge:
             except Invalid as exc:
                 dead.append((msg, str(exc)))
                 continue
+            seen: list[tuple[int, int]] = []  # (seq, ts_ns) marked as seen for this message
             try:
-                per_message.append((msg, self._points(parsed, msg) if parsed is not None else []))
+                lines = self._points(parsed, msg, seen) if parsed is not None else []
+                per_message.append((msg, lines, parsed.origin if parsed is not None else None, seen))
             except Exception as exc:  # a bug must cost one message (dead-lettered), not stall the bridge
                 log.exception("cannot turn the message from %s into points", msg.topic)
-                dead.append((msg, f"bridge error: {type(exc).__name__}: {exc}"))
+                reason = f"bridge error: {type(exc).__name__}: {exc}"
+                if parsed is not None:
+                    self.tracker.unsee(parsed.origin, seen, f"not stored: {reason}; see the dead letters")
+                dead.append((msg, reason))
         integrity = influx.to_lines(self.tracker.due())
-        lines = [line for _, ls in per_message for line in ls] + integrity
+        lines = [line for _, ls, _, _ in per_message for line in ls] + integrity
         size = self.config.influxdb.batch_size
         try:
             for i in range(0, len(lines), size):  # rewriting a chunk after a failure is harmless: idempotent
@@ -798,12 +827,18 @@ class Bridge:
         except WriteRejected as exc:
             # one message the database refuses must not take the others with it: write one by one
             log.error("%s; writing message by message to find the rejected one(s)", exc)
-            self.writer.write(integrity, self.stopping)
-            for msg, ls in per_message:
+            for line in integrity:
+                try:
+                    self.writer.write([line], self.stopping)
+                except WriteRejected as one:
+                    log.error("the database refused an integrity point (%s): %s", one, line[:300])
+            for msg, ls, origin, seen in per_message:
                 try:
                     self.writer.write(ls, self.stopping)
                 except WriteRejected as one:
                     dead.append((msg, str(one)))
+                    if origin is not None:  # its numbers are not in the database: a gap, with the reason
+                        self.tracker.unsee(origin, seen, f"refused by the database ({one}); see the dead letters")
         if not batch and not integrity:
             return
         self.counters.points += len(lines)
@@ -821,7 +856,7 @@ class Bridge:
             if msg.qos > 0 and msg.generation == self.generation and id(msg) not in undelivered:
                 self.client.ack(msg.mid, msg.qos)
 
-    def _points(self, parsed: Parsed, msg: Incoming) -> list[str]:
+    def _points(self, parsed: Parsed, msg: Incoming, seen: list[tuple[int, int]]) -> list[str]:
         origin = parsed.origin
         if parsed.presence is not None:
             p = parsed.presence
@@ -836,6 +871,7 @@ class Bridge:
                                          f"gateway started at sequence {rec.seq} below {gw.high}")
             if self.tracker.observe(origin, rec.seq, rec.ts_ns) == "duplicate":
                 continue
+            seen.append((rec.seq, rec.ts_ns))
             if isinstance(rec, Reading):
                 spec = self.specs.get((origin.site, origin.line, origin.gateway, rec.characteristic))
                 out.append(influx.reading_point(origin, rec, spec))

@@ -423,3 +423,26 @@ def test_a_reinstalled_gateway_numbering_from_1_again_is_a_reset_not_duplicates(
     wait_until(lambda: bridge.tracker.duplicates == 10, what="10 duplicates")
     resets = victoria.export('{__name__="integrity_first_seq", kind="reset"}')
     assert resets and resets[0]["values"] == [1]
+
+
+def test_a_message_the_database_refuses_is_a_gap_with_the_reason(mosquitto, victoria, publisher, start_bridge,
+                                                                 tmp_path):
+    """A message the database refuses for good goes to the dead letters — and its records are NOT in the
+    database, so the dashboards must show them missing (an integrity gap saying why), not count them as
+    received. VictoriaMetrics refuses a line longer than 256 KiB with HTTP 400, as InfluxDB refuses e.g.
+    a field whose type changed."""
+    bridge = start_bridge(bridge_config(mosquitto, victoria, tmp_path))
+    publisher.readings(range(1, 11))
+    publisher.send(TOPICS.event("caliper-1"), dumps(StatusEvent(
+        ts_ns=T0 + 11 * 10**9, seq=11, subject="caliper-1", state="offline", message="x" * 300_000)))
+    publisher.readings(range(12, 21))
+    publisher.flush()
+    # (a batch is rewritten message by message after a refusal: VictoriaMetrics keeps both copies)
+    wait_until(lambda: set(stored_seqs(victoria)) == {*range(1, 11), *range(12, 21)}, what="the 19 readings")
+    wait_until(lambda: bridge.counters.dead_letters == 1, what="the refused message dead-lettered")
+    wait_until(lambda: bridge.tracker.gaps == 1, what="a gap report for the refused record")
+    gap = {s["metric"]["__name__"]: s["values"]
+           for s in victoria.export('{__name__=~"integrity_(first_seq|last_seq|count)", kind="gap"}')}
+    assert gap == {"integrity_first_seq": [11], "integrity_last_seq": [11], "integrity_count": [1]}
+    [letter] = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert letter["reason"].startswith("InfluxDB rejected the data (400)")
