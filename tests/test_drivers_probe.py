@@ -104,3 +104,16 @@ async def test_probe_configuration_uses_the_stable_port_name(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f'port = "{by_id}/usb-Prolific_PL2303-if00-port0"' in out
     assert f"{tty} is {by_id}/usb-Prolific_PL2303-if00-port0" in out
+
+
+async def test_probe_shows_values_not_the_error_replies_to_other_drivers_requests(capsys):
+    """A Sylvac gauge answers ERR1 to every other driver's request: those are error replies, not values,
+    and the frames shown to the technician are the ones carrying a measurement."""
+    async with _sim("sylvac", {"mode": "request"}) as sim:
+        rc = await asyncio.to_thread(main, ["probe", sim.endpoint["port"], "--settings", "4800 7E2",
+                                            "--listen", "0.2", "--timeout", "0.15"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and "sylvac at 4800 7E2 (answered its own request)" in out
+    examples = [line for line in out.splitlines() if "->" in line]
+    assert examples and all("ERR" not in line and " mm ok" in line for line in examples), out
+    assert "-> sylvac: 1 value(s)" in err and "error repl" in err, err

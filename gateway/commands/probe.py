@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import math
 import os
 import sys
 import termios
@@ -106,19 +107,32 @@ class Match:
 
     driver: str
     settings: str
-    decoded: int = 0
+    decoded: int = 0  # frames carrying a measured value
+    errors: int = 0  # the protocol's own error or status replies (no value): evidence, but weaker
     ignored: int = 0
     rejected: int = 0
     answered_own_request: bool = False
     examples: list[tuple[bytes, Decoded]] = field(default_factory=list)
+    error_examples: list[tuple[bytes, Decoded]] = field(default_factory=list)
 
     @property
     def score(self) -> float:
-        return self.decoded * (2 if self.answered_own_request else 1) - self.rejected * 0.5
+        return (self.decoded + self.errors * 0.25) * (2 if self.answered_own_request else 1) - self.rejected * 0.5
 
     @property
     def found(self) -> bool:
-        return self.decoded > 0 and self.decoded >= self.rejected
+        return self.decoded + self.errors > 0 and self.decoded + self.errors >= self.rejected
+
+    def shown(self) -> list[tuple[bytes, Decoded]]:
+        """Frames to show the technician: those with a value; error replies only when there is nothing else."""
+        return self.examples or self.error_examples
+
+    def summary(self) -> str:
+        parts = [f"{self.decoded} value(s)"]
+        if self.errors:
+            parts.append(f"{self.errors} error reply(ies)")
+        parts.append(f"{self.rejected} rejected frame(s)")
+        return ", ".join(parts)
 
 
 def evaluate(spec: DriverSpec, parse: Parser, data: bytes, match: Match) -> None:
@@ -134,10 +148,14 @@ def evaluate(spec: DriverSpec, parse: Parser, data: bytes, match: Match) -> None
             match.rejected += 1  # junk or a cut-off frame: never parsed, as in the running driver
             continue
         result = parse(frame)
-        if isinstance(result, Decoded):
+        if isinstance(result, Decoded) and math.isfinite(result.value):
             match.decoded += 1
             if len(match.examples) < 3:
                 match.examples.append((frame, result))
+        elif isinstance(result, Decoded):  # ERR3, S +, OL …: the instrument's own words, but no measurement
+            match.errors += 1
+            if len(match.error_examples) < 3:
+                match.error_examples.append((frame, result))
         elif isinstance(result, Rejected):
             match.rejected += 1
         else:
@@ -239,7 +257,7 @@ def probe_serial(args: argparse.Namespace, say=None) -> list[Match]:
             port.close()
         hits = sorted((m for m in matches.values() if m.found), key=lambda m: -m.score)
         for m in hits:
-            say(f"    -> {m.driver}: {m.decoded} value(s), {m.rejected} rejected frame(s)")
+            say(f"    -> {m.driver}: {m.summary()}")
         found.extend(hits)
         if hits and not args.all:
             break
@@ -256,7 +274,7 @@ def report(port: str, found: list[Match], by_id: Path = BY_ID) -> None:
     best = found[0]
     print(f"{port}: {best.driver} at {best.settings}"
           + (" (answered its own request)" if best.answered_own_request else ""))
-    for frame, d in best.examples:
+    for frame, d in best.shown():
         value = "no value" if d.value != d.value else f"{d.value:g} {d.unit}".strip()
         print(f"    {frame!r} -> {value} {d.status.value}" + (f" ({d.detail})" if d.detail else ""))
     others = [m.driver for m in found[1:] if m.settings == best.settings and m.score == best.score]
