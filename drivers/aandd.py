@@ -54,7 +54,7 @@ _VALUE = re.compile(rb"(ST|US|QT)[ ]*,[ ]*([+-]?)[ ]*(" + NUMBER + rb")[ ]*(" + 
 _OL = re.compile(rb"OL[ ]*,[ ]*([+-]?)[ ]*[0-9.E+\-]*[ ]*(" + UNIT + rb")?[ ]*")
 _EC = re.compile(rb"EC[ ]*,[ ]*E(\d\d)[ ]*")
 _ERRORS = {
-    b"00": "communication error", b"01": "undefined command", b"02": "not ready",
+    b"00": "communication error — check the port settings (baud rate, parity) and the cable", b"01": "undefined command", b"02": "not ready",
     b"04": "too many characters", b"06": "format error", b"07": "parameter setting error",
     b"11": "unstable (could not weigh stably)",
 }

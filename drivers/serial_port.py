@@ -444,7 +444,6 @@ class SerialDriver(Driver):
                 health.extra["last_notice"] = result.what
         return results
 
-
     def _diagnose(self) -> None:
         run, settings = self._rejected_run, self.health.extra["settings"]
         if self._ok_since_connect == 0:

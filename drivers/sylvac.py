@@ -62,7 +62,9 @@ _ERR = re.compile(rb"[ ]*ERR[ ]*(\d)[ ]*")
 _ID = re.compile(rb"SY[ ]*[0-9A-Za-z]+(?:[.\-/][0-9A-Za-z]+)*[ ]*")
 _BAT = re.compile(rb"B([01])")
 _ECHO = re.compile(rb"\?|PRI|OUT[01]|MM|IN|ID\?|SET\?|BAT\?")
-_ERRORS = {b"0": "sensor error", b"1": "bad command", b"2": "parity error", b"3": "range exceeded"}
+_ERRORS = {b"0": "sensor error", b"1": "bad command", b"3": "range exceeded",
+           b"2": "parity error — the gauge received a command with wrong parity: check the port's parity and data "
+                 "bits (Sylvac: 4800 7E2)"}
 _TOLERANCE = {b"<": "below tolerance", b"=": "within tolerance", b">": "above tolerance", b"": ""}
 
 
