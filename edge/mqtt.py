@@ -68,6 +68,21 @@ _NOT_AUTHORISED = 0x87  # "Not authorized" (3.1.1 code 5)
 _SERVER_UNAVAILABLE = 0x88
 
 
+_MQTT_MAX_PACKET = 268_435_460  # remaining length up to 268 435 455 bytes, plus the fixed header
+
+
+def publish_packet_size(topic: str, payload: bytes, qos: int, *, v5: bool) -> int:
+    """Bytes of the PUBLISH packet that carries ``payload`` (as the broker's maximum packet size counts).
+
+    >>> publish_packet_size("a/b", b"x" * 10, 1, v5=True)
+    20
+    """
+    remaining = 2 + len(topic.encode()) + (2 if qos else 0) + (1 if v5 else 0) + len(payload)
+    header = 1 + next((n for n, bound in enumerate((128, 16_384, 2_097_152, 268_435_456), 1) if remaining < bound),
+                      4)
+    return header + remaining
+
+
 def presence_payload(state: str, ts_ns: int, version: str) -> bytes:
     """The retained presence message of ``docs/payloads.md``.
 
@@ -172,6 +187,7 @@ class _Session:
         client.on_publish = self._on_publish
         client.on_log = self._on_log
         self.socket_error = ""  # paho only logs errors raised while reading (e.g. TLS 1.3 alerts)
+        self.max_packet: int | None = None  # bytes; a larger PUBLISH makes the broker hang up
         self.thread = threading.Thread(target=self._main, name="floorwatch-mqtt", daemon=True)
         # A CONNACK that arrives after we gave up waiting must not be reported as "never retrieved".
         self.connack.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -227,6 +243,7 @@ class _Session:
             self.socket_error = message
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self.max_packet = getattr(properties, "MaximumPacketSize", None)  # announced by an MQTT 5 broker
         self._post(self._connected, reason)
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
@@ -475,6 +492,11 @@ class MqttPublisher:
             if room > 0:
                 records = self.spool.pending(room)
                 for i, rec in enumerate(records):
+                    size = publish_packet_size(rec.topic, rec.payload, rec.qos, v5=self.protocol == "5")
+                    limit = min(session.max_packet or _MQTT_MAX_PACKET, _MQTT_MAX_PACKET)
+                    if size > limit:
+                        self._undeliverable(rec, size, limit)
+                        continue
                     info = session.client.publish(rec.topic, rec.payload, qos=rec.qos, retain=rec.retain)
                     if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                         self.spool.release(r.id for r in records[i:])
@@ -489,6 +511,14 @@ class MqttPublisher:
         if not self._closing:
             self._error(f"connection to the broker at {self.config.host}:{self.config.port} lost ({reason}); "
                         "reconnecting")
+
+    def _undeliverable(self, rec: Any, size: int, limit: int) -> None:
+        """A record the broker would hang up on, after every reconnect, blocking all behind it."""
+        who = "the broker's maximum packet size" if limit < _MQTT_MAX_PACKET else "MQTT's maximum packet size"
+        reason = (f"{size} bytes as an MQTT packet, more than {who} ({limit} bytes); it can never be delivered")
+        self.spool.undeliverable(rec, reason)
+        self._error(f"a record on {rec.topic} (seq {rec.first_seq}..{rec.last_seq}) is {reason}: dropped and "
+                    "reported; lower mqtt.max_batch or raise the broker's max_packet_size")
 
     def _on_ack(self, session: _Session, mid: int, reason: Any) -> None:
         if session is not self._session:

@@ -561,6 +561,23 @@ class Spool:
                     self._acked_set.add(rid)
                     self._acked.append(rid)
 
+    def undeliverable(self, record: SpoolRecord, reason: str) -> None:
+        """This record can never be delivered (e.g. larger than the broker accepts): delete it at the next
+        flush and count and report it as dropped, with ``reason`` — rather than block every record behind it."""
+        with self._lock:
+            self._inflight.discard(record.id)
+            if record.id in self._acked_set:
+                return
+            self._acked_set.add(record.id)
+            self._acked.append(record.id)
+            fs, ls = record.first_seq, record.last_seq
+            count = 0 if fs is None else (ls if ls is not None else fs) - fs + 1
+            self._count_drop(1, fs, ls if fs is not None else None, count)
+            self.events[-1][1]["reason"] = reason
+            self._drops_unsaved = True  # the totals go to disk with the deletion
+        log.error("spool %s: record %d (seq %s..%s, topic %s) dropped: %s", self.path, record.id, fs, ls,
+                  record.topic, reason)
+
     def release(self, record_ids: Iterable[int]) -> None:
         """Publishing failed or the connection was lost: hand these records out again, in order."""
         with self._lock:

@@ -522,3 +522,29 @@ async def test_backlog_replays_much_faster_than_the_gateway_produces(mosquitto, 
     rate = 2000 / elapsed
     print(f"replayed {rate:.0f} messages/s = {rate * 500:.0f} readings/s")
     assert rate > 400, f"backlog replay at {rate:.0f} messages/s is too slow for 100 messages/s of new data"
+
+
+async def test_a_record_larger_than_the_broker_accepts_is_dropped_and_reported(mosquitto_factory, tmp_path) -> None:
+    """A broker refuses packets above its maximum packet size by hanging up. Sent again after each
+    reconnect, such a record would block everything behind it for ever. The broker announces its limit
+    (MQTT 5 CONNACK): a record beyond it can never be delivered, so it is dropped, counted and reported
+    (a 'dropped' spool event, explaining the gap) and the records behind it flow."""
+    broker = mosquitto_factory(AS_ROOT + "max_packet_size 20000\n")
+    sub = Subscriber(broker)
+    with Spool(tmp_path / "spool.sqlite", max_bytes=64 * MiB) as spool:
+        add_batch(spool, 10)
+        add_batch(spool, 1000)  # about 60 kB
+        add_batch(spool, 10)
+        spool.flush()
+        async with MqttPublisher(MqttConfig(url=broker.url), TOPICS, spool, client_id="gw-test", **FAST) as pub:
+            asyncio.create_task(pub.run())
+            assert await pub.wait_drained(5), pub.stats()
+            assert pub.reconnects == 0
+            assert "maximum packet size" in pub.last_error and "mqtt.max_batch" in pub.last_error
+        [(kind, detail)] = spool.drain_events()
+        assert kind == "dropped" and (detail["first_seq"], detail["last_seq"], detail["count"]) == (11, 1010, 1000)
+        assert "maximum packet size (20000 bytes)" in detail["reason"]
+        assert spool.stats()["dropped_count"] == 1000
+    sub.wait(lambda: len(set(sub.readings_seqs())) >= 20)
+    assert_complete_in_order(sub.readings_seqs(), [*range(1, 11), *range(1011, 1021)])
+    sub.close()
