@@ -397,7 +397,7 @@ class SequenceTracker:
                        "that never arrive were not used, or were lost with the spool's unsynced writes")
         else:
             message = (f"gateway dropped {count if count is not None else last - first + 1} record(s) "
-                       f"{first}..{last} (spool full)")
+                       f"{first}..{last} ({why or 'spool full'})")
         self.pending.append(influx.integrity_point(origin, kind, first, last, ts_ns, explained=True,
                                                    message=message))
         gw = self.gateways.get(origin)
@@ -892,7 +892,7 @@ class Bridge:
         kind = "dropped" if rec.state == "dropped" else "skipped"
         if isinstance(first, int) and isinstance(last, int) and first <= last:
             self.tracker.explain(origin, first, last, rec.ts_ns, count if isinstance(count, int) else None,
-                                 kind=kind, why=str(d.get("reason", "")))
+                                 kind=kind, why=str(d.get("reason") or ""))
         else:
             log.warning("%s/%s/%s: spool %s report without first_seq/last_seq: %s", *_o(origin), rec.state, d)
 
