@@ -101,6 +101,9 @@ def parser(options: MtsicsOptions | None) -> Parser:
             return Ignored(_NOTICES[m[1]])
         m = _OTHER.fullmatch(body)
         if m is not None:
+            if m[1] == b"I4" and m[2] == b"A" and m[3]:  # the reply to '@' (sent on connect) and to I4
+                serial_number = m[3].strip(b' "').decode("ascii", "replace")
+                return Ignored(f"balance serial number {serial_number} (I4)")
             return Ignored(f"reply {body.decode('ascii', 'replace').strip()}")
         if not body:
             return Ignored("empty line")
@@ -120,7 +123,8 @@ class MtsicsDriver(ScaleDriver):
 
     def is_reply(self, result: ParseResult) -> bool:
         # the I4 reply to the '@' sent on connect is not the answer to a weight request
-        return not isinstance(result, Rejected) and not (isinstance(result, Ignored) and result.what.startswith("reply"))
+        return not isinstance(result, Rejected) and not (
+            isinstance(result, Ignored) and result.what.startswith(("reply", "balance serial number")))
 
     async def on_connect(self, link: SerialLink) -> None:
         if self.polled:
