@@ -117,3 +117,25 @@ async def test_probe_shows_values_not_the_error_replies_to_other_drivers_request
     examples = [line for line in out.splitlines() if "->" in line]
     assert examples and all("ERR" not in line and " mm ok" in line for line in examples), out
     assert "-> sylvac: 1 value(s)" in err and "error repl" in err, err
+
+
+async def test_probe_says_when_bytes_arrived_that_no_driver_understands(pty_pair, capsys):
+    """An instrument that talks, but in no known protocol (or at a setting not tried): say what arrived
+    instead of blaming the cable."""
+    master, path = pty_pair
+
+    async def talk():
+        while True:
+            os.write(master, b"W=12.5 kg\r\n")
+            await asyncio.sleep(0.02)
+
+    talker = asyncio.create_task(talk())
+    try:
+        rc = await asyncio.to_thread(main, ["probe", path, "--settings", "9600 8N1", "--listen", "0.2",
+                                            "--timeout", "0.05"])
+    finally:
+        talker.cancel()
+    out, _ = capsys.readouterr()
+    assert rc == 1
+    assert "Check the cable" not in out
+    assert "bytes arrived at 9600 8N1" in out and "W=12.5 kg" in out and "regex" in out

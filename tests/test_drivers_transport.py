@@ -159,3 +159,25 @@ def test_probe_stops_at_permission_denied_with_the_fix(pty_pair):
     assert "permission denied" in done.stderr and "sudo usermod -aG" in done.stderr
     assert done.stderr.count("permission denied") == 1  # said once, not once per port setting tried
     assert "no known instrument answered" not in done.stdout
+
+
+async def test_a_polled_instrument_at_the_wrong_baud_rate_keeps_the_diagnosis(pty_pair):
+    """Each garbled reply is also 'no reply' to the poll: the baud rate advice must not be overwritten by it."""
+    master, path = pty_pair
+    spec = registry.get("mtsics")
+    driver = spec.driver(instrument("scale-1", "mtsics", path, poll_interval=0.02, timeout=0.05),
+                         spec.options.model_validate({"mode": "poll"}), SYSTEM_CLOCK)
+    loop = asyncio.get_running_loop()
+
+    def garble():
+        for _ in range(os.read(master, 100).count(b"\n")):
+            os.write(master, b"\xf8\x80\x1e\xfe\r\n")
+
+    async with _running(driver, Collector()):
+        loop.add_reader(master, garble)
+        try:
+            await wait_until(lambda: driver.health.frames_rejected >= 8, 3, "eight garbled replies")
+        finally:
+            loop.remove_reader(master)
+    assert "check baud rate/parity" in driver.health.last_error
+    assert driver.health.extra["unanswered"] >= 5

@@ -213,8 +213,11 @@ def _read(port: serial.Serial, seconds: float) -> bytes:
     return bytes(data)
 
 
-def probe_serial(args: argparse.Namespace, say=None) -> list[Match]:
-    """Try every planned setting on ``args.port``; returns the matches found (best first)."""
+def probe_serial(args: argparse.Namespace, say=None, heard: dict[str, bytes] | None = None) -> list[Match]:
+    """Try every planned setting on ``args.port``; returns the matches found (best first).
+
+    ``heard`` (if given) receives, per port setting, the first bytes that arrived there, whatever they were.
+    """
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     specs = candidates(args.driver)
     found: list[Match] = []
@@ -234,6 +237,8 @@ def probe_serial(args: argparse.Namespace, say=None) -> list[Match]:
         try:
             port.reset_input_buffer()
             data = _read(port, args.listen)
+            if data and heard is not None:
+                heard.setdefault(settings_text, data[:64])
             say(f"    listened {args.listen:g} s: {len(data)} bytes" + (f", e.g. {data[:48]!r}" if data else ""))
             for spec, parse in specs:
                 evaluate(spec, parse, data, matches[spec.name])
@@ -244,6 +249,8 @@ def probe_serial(args: argparse.Namespace, say=None) -> list[Match]:
                 _read(port, 0.1)
                 port.write(spec.probe_request)
                 reply = _read(port, args.timeout)
+                if reply and heard is not None:
+                    heard.setdefault(settings_text, reply[:64])
                 say(f"    sent {spec.probe_request!r} ({spec.name}): "
                     + (f"{len(reply)} bytes, e.g. {reply[:48]!r}" if reply else "no reply"))
                 for other, parse in specs:
@@ -265,7 +272,16 @@ def probe_serial(args: argparse.Namespace, say=None) -> list[Match]:
     return found
 
 
-def report(port: str, found: list[Match], by_id: Path = BY_ID) -> None:
+def report(port: str, found: list[Match], by_id: Path = BY_ID, heard: dict[str, bytes] | None = None) -> None:
+    if not found and heard:
+        # something is talking: the cable works; the protocol or the port setting is what is unknown
+        print(f"{port}: bytes arrived, but no known instrument protocol matched them:")
+        for settings_text, data in heard.items():
+            print(f"    bytes arrived at {settings_text}: {data!r}")
+        print("Readable text at one setting (and garbage at the others) is the instrument's setting: read it with "
+              "the 'regex' driver (docs/drivers/regex.md) at that setting. Garbage everywhere: the instrument "
+              "uses a setting not tried here; give the one in its menu with --settings (e.g. --settings '600 8N1').")
+        return
     if not found:
         print(f"{port}: no known instrument answered. Check the cable (null-modem?), the instrument's output "
               "setting (print/continuous), and try --settings with the baud rate shown on the instrument; "
@@ -337,7 +353,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("give the serial port to probe, e.g. floorwatch probe /dev/serial/by-id/usb-…")
         if not os.path.exists(args.port):
             raise FileNotFoundError(args.port)
-        found = probe_serial(args)
+        heard: dict[str, bytes] = {}
+        found = probe_serial(args, heard=heard)
     except FileNotFoundError:
         print(f"floorwatch probe: {args.port}: no such port (plugged in? see `ls /dev/serial/by-id/`)",
               file=sys.stderr)
@@ -348,5 +365,5 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, serial.SerialException, OSError) as exc:
         print(f"floorwatch probe: {exc}", file=sys.stderr)
         return 2
-    report(args.port, found)
+    report(args.port, found, heard=heard)
     return 0 if found else 1
