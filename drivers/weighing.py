@@ -8,8 +8,9 @@ driver):
     every reading as the scale sent it (unstable ones carry status ``unstable``); for live display.
 ``part``
     one reading per part: the first stable reading at or above ``threshold`` after the scale has returned
-    to within ``zero_band`` of zero. The part must leave the pan before the next part counts, so a part
-    left on the scale is weighed once, not fifty times.
+    to within ``zero_band`` of zero (stable or not: on a fast line the next part arrives before the empty
+    pan settles). The part must leave the pan before the next part counts, so a part left on the scale is
+    weighed once, not fifty times.
 ``stable``
     check-weigher: every stable reading at or above ``threshold`` (a belt scale that weighs each pack as it
     passes and reports it stable once).
@@ -91,6 +92,10 @@ class PartWeigher:
         status = d.status
         if status is Status.UNSTABLE:
             self._recent.clear()
+            # the pan is empty even if the scale has not called it stable yet: on a fast line the next part
+            # is put on before that happens, and it must still count
+            if self.mode == "part" and abs(d.value) <= self.zero_band:
+                self.armed = True
             return None
         if status is not Status.OK or not math.isfinite(d.value):
             self._recent.clear()

@@ -202,6 +202,14 @@ def test_part_mode_ignores_unstable_readings_above_threshold():
     assert _feed(w, [(0, OK), (120, UNSTABLE), (0, OK)]) == []
 
 
+def test_part_mode_counts_the_next_part_when_the_empty_pan_never_settled():
+    """On a fast line the next part is put on before the scale reports the empty pan as stable: the pan was
+    empty all the same (the reading was within the zero band), so the next part counts."""
+    w = PartWeigher(WeighingOptions(weighing="part", threshold=10, zero_band=1))
+    stream = [(0.0, OK), (100, OK), (35, UNSTABLE), (0.3, UNSTABLE), (70, UNSTABLE), (101, OK), (101, OK)]
+    assert _feed(w, stream) == [(100, OK), (101, OK)]
+
+
 def test_check_weigher_mode_emits_every_stable_reading_over_threshold():
     w = PartWeigher(WeighingOptions(weighing="stable", threshold=10))
     stream = [(0, OK), (50, UNSTABLE), (50.2, OK), (50.2, OK), (3, OK), (49.9, OK)]
