@@ -7,6 +7,8 @@ import argparse
 import asyncio
 import os
 
+import serial
+
 from drivers import registry
 from edge.clock import SYSTEM_CLOCK
 from gateway.cli import main
@@ -139,3 +141,16 @@ async def test_probe_says_when_bytes_arrived_that_no_driver_understands(pty_pair
     assert rc == 1
     assert "Check the cable" not in out
     assert "bytes arrived at 9600 8N1" in out and "W=12.5 kg" in out and "regex" in out
+
+
+def test_probe_stops_when_another_program_holds_the_port(pty_pair, capsys):
+    """A terminal program (or ModemManager) holding the port: say so once, not once per port setting."""
+    _, path = pty_pair
+    holder = serial.Serial(path, exclusive=True)
+    try:
+        rc = main(["probe", path, "--listen", "0.05", "--timeout", "0.05"])
+    finally:
+        holder.close()
+    out, err = capsys.readouterr()
+    assert rc == 2 and "no known instrument" not in out
+    assert err.count("in use by another program") == 1, err

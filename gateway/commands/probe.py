@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import math
 import os
 import sys
@@ -229,9 +228,10 @@ def probe_serial(args: argparse.Namespace, say=None, heard: dict[str, bytes] | N
         except (OSError, serial.SerialException, ValueError, termios.error) as exc:
             if not os.path.exists(args.port):
                 raise FileNotFoundError(args.port) from None
-            if getattr(exc, "errno", None) in (errno.EACCES, errno.EBUSY) or "Permission denied" in str(exc):
-                raise PortUnavailable(f"{args.port}: {open_error(exc, args.port)}") from None
-            say(f"    cannot open the port at these settings: {open_error(exc, args.port)}")
+            why = open_error(exc, args.port)
+            if why.startswith(("permission denied", "port is in use")):  # the same at every setting
+                raise PortUnavailable(f"{args.port}: {why}") from None
+            say(f"    cannot open the port at these settings: {why}")
             continue
         matches = {spec.name: Match(spec.name, settings_text) for spec, _ in specs}
         try:
