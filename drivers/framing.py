@@ -8,7 +8,7 @@ growing the buffer for ever.
 
 With a ``start`` byte (binary protocols such as the XK3190 ``STX … ETX`` frame), bytes in front of the
 start byte are handed out as a separate frame, so that garbage is counted rather than glued to a good
-frame.
+frame. Line ends and NULs there are dropped: some firmware ends every binary frame with CR LF.
 
 >>> f = Framer(b"\\r\\n")
 >>> f.feed(b"S S   1.0 g\\r\\nS S ")
@@ -52,8 +52,10 @@ class Framer:
             if start is not None:
                 s = buf.find(start, pos)
                 if s > pos:
-                    # junk in front of a start byte: a frame of its own (rejected by the parser)
-                    out.append(bytes(buf[pos:s]))
+                    # junk in front of a start byte: a frame of its own (rejected by the parser) — except line
+                    # ends and NULs, which some firmware puts after each binary frame
+                    if buf[pos:s].strip(b"\r\n\x00"):
+                        out.append(bytes(buf[pos:s]))
                     pos = s
             end = buf.find(term, pos)
             if end < 0 or end + tlen - pos > max_len:

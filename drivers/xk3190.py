@@ -25,7 +25,8 @@ Protocol notes (docs/drivers/xk3190.md has more):
   ``settle_readings``/``settle_band`` so that a weight counts once it stops moving, or prefer the
   indicator's text output (driver ``indicator``) when it offers one.
 * bytes before a start byte are counted as one rejected frame (resynchronisation), never glued to a
-  good frame. 9600 8N1 is common (UNCONFIRMED as the factory setting).
+  good frame; CR, LF and NUL there are dropped silently (some firmware ends each frame with CR LF).
+  9600 8N1 is common (UNCONFIRMED as the factory setting).
 """
 
 from __future__ import annotations

@@ -118,3 +118,17 @@ async def test_polled_scale_survives_unplug_and_replug():
             task.cancel()
     it = iter(sim.sent)
     assert all(v in it for v in got.values)
+
+
+@pytest.mark.parametrize("between", [b"\r\n", b"\n", b"\x00", b"\r\n\x00"])
+def test_line_ends_between_binary_frames_are_not_counted_as_junk(between):
+    """Some XK3190 firmware ends each binary frame with CR LF after the ETX: those bytes are not noise, and
+    counting them would make every other frame look rejected on the status page."""
+    from drivers.xk3190 import encode
+
+    frame = encode(12.34, 2)
+    f = Framer(b"\x03", start=b"\x02")
+    assert f.feed(frame + between + frame + between) == [frame, frame]
+    assert f.feed(frame[:5]) == [] and f.feed(frame[5:] + between[:1]) == [frame]
+    assert f.feed(between[1:] + frame) == [frame]
+    assert f.feed(b"\xff\r\n" + frame) == [b"\xff\r\n", frame]  # real junk still is
