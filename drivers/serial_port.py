@@ -462,6 +462,13 @@ def open_error(exc: BaseException, path: str = "") -> str:
     code = getattr(exc, "errno", None)
     if isinstance(exc, FileNotFoundError) or code == errno.ENOENT or "No such file" in text:
         return "no such port (adapter unplugged? check `ls /dev/serial/by-id/`)"
+    if "RS485" in text:
+        return ("this adapter (or its kernel driver) does not support the kernel's RS-485 mode; set "
+                "serial.rs485 = false (adapters with automatic direction control need no RS-485 mode) or use an "
+                f"adapter whose driver has it ({text})")
+    if code in (errno.ENOTTY, errno.EISDIR) or "Inappropriate ioctl" in text or "Is a directory" in text:
+        return (f"{path or 'this path'} is not a serial port (a file, a folder or another kind of device); "
+                "configure the adapter's name from `ls -l /dev/serial/by-id/`")
     if isinstance(exc, termios.error):
         return f"the port refuses these settings ({text}); check [instruments.serial]"
     if isinstance(exc, PermissionError) or code == errno.EACCES or "Permission denied" in text:

@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from drivers import registry
 from drivers.framing import Framer
 from drivers.serial_port import SerialLink, effective_settings, port_hint
@@ -181,3 +183,37 @@ async def test_a_polled_instrument_at_the_wrong_baud_rate_keeps_the_diagnosis(pt
             loop.remove_reader(master)
     assert "check baud rate/parity" in driver.health.last_error
     assert driver.health.extra["unanswered"] >= 5
+
+
+@pytest.mark.parametrize("kind", ["file", "directory", "/dev/null"])
+async def test_a_path_that_is_not_a_serial_port_says_so(tmp_path, kind):
+    """A typo'd path to a file, a folder or another device: 'Inappropriate ioctl for device' means nothing to
+    a technician."""
+    path = {"file": tmp_path / "ttyUSB0.txt", "directory": tmp_path, "/dev/null": Path("/dev/null")}[kind]
+    if kind == "file":
+        path.write_text("")
+    driver = registry.get("mitutoyo").driver(instrument("caliper-1", "mitutoyo", str(path)), None, SYSTEM_CLOCK)
+    async with _running(driver, Collector()):
+        await wait_until(lambda: driver.health.last_error, 2, "open error")
+    assert f"{path} is not a serial port" in driver.health.last_error
+    assert "ioctl" not in driver.health.last_error
+
+
+def test_probe_stops_at_a_path_that_is_not_a_serial_port(tmp_path, capsys):
+    from gateway.cli import main
+
+    assert main(["probe", "/dev/null", "--listen", "0.05", "--timeout", "0.05"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("is not a serial port") == 1, err
+
+
+async def test_rs485_mode_on_an_adapter_without_it_says_so(pty_pair):
+    """The kernel answers 'Inappropriate ioctl' to RS-485 mode on an adapter without it: that is not 'not a
+    serial port', and the fix is in the configuration."""
+    _, path = pty_pair
+    cfg = instrument("counter-1", "indicator", path, serial={"rs485": True})
+    driver = registry.get("indicator").driver(cfg, None, SYSTEM_CLOCK)
+    async with _running(driver, Collector()):
+        await wait_until(lambda: driver.health.last_error, 2, "open error")
+    assert "does not support the kernel's RS-485 mode" in driver.health.last_error
+    assert "rs485 = false" in driver.health.last_error

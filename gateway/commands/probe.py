@@ -229,7 +229,8 @@ def probe_serial(args: argparse.Namespace, say=None, heard: dict[str, bytes] | N
             if not os.path.exists(args.port):
                 raise FileNotFoundError(args.port) from None
             why = open_error(exc, args.port)
-            if why.startswith(("permission denied", "port is in use")):  # the same at every setting
+            if why.startswith(("permission denied", "port is in use")) or "is not a serial port" in why:
+                # the same at every setting: trying the others would only repeat it
                 raise PortUnavailable(f"{args.port}: {why}") from None
             say(f"    cannot open the port at these settings: {why}")
             continue
