@@ -425,7 +425,7 @@ class SerialDriver(Driver):
             if isinstance(result, Rejected):
                 self._rejected_run += 1
                 if self._rejected_run >= REJECTS_BEFORE_DIAGNOSIS:
-                    self._diagnose()
+                    self._diagnose(frame)
             elif isinstance(result, Decoded):
                 self._ok_since_connect += 1
                 if self._rejected_run:
@@ -444,8 +444,20 @@ class SerialDriver(Driver):
                 health.extra["last_notice"] = result.what
         return results
 
-    def _diagnose(self) -> None:
+    def _diagnose(self, frame: bytes) -> None:
         run, settings = self._rejected_run, self.health.extra["settings"]
+        text = frame.strip(b"\r\n\x00")
+        if len(text) >= 3 and all(0x20 <= b < 0x7F for b in text):
+            # a wrong baud rate or parity garbles characters; clean text means the settings are right and
+            # the instrument speaks another protocol (or another output format) than this driver reads
+            question = ("does the configured pattern match them? `floorwatch decode --driver regex --option "
+                        "pattern=…` tries one" if self.config.driver == "regex" else
+                        f"is {self.config.driver!r} the right driver for this instrument? `floorwatch decode "
+                        "--driver NAME` shows what each driver makes of a frame")
+            self._diagnosis = self.health.last_error = (
+                f"the last {run} frames were rejected but are readable text (e.g. {text.decode('ascii')!r}): the "
+                f"port settings look right; {question}")
+            return
         if self._ok_since_connect == 0:
             text = (f"all {run} frames since connecting were rejected: check baud rate/parity — the port is at "
                     f"{settings} and the instrument must send at the same setting (`floorwatch probe "

@@ -217,3 +217,17 @@ async def test_rs485_mode_on_an_adapter_without_it_says_so(pty_pair):
         await wait_until(lambda: driver.health.last_error, 2, "open error")
     assert "does not support the kernel's RS-485 mode" in driver.health.last_error
     assert "rs485 = false" in driver.health.last_error
+
+
+async def test_readable_frames_of_another_protocol_point_at_the_driver_not_the_baud_rate(pty_pair):
+    """Readable text that is rejected means the port settings are right and the driver is wrong (an A&D
+    balance configured as a Mitutoyo gauge): sending the technician to the baud rate wastes their time."""
+    master, path = pty_pair
+    driver = registry.get("mitutoyo").driver(instrument("caliper-1", "mitutoyo", path), None, SYSTEM_CLOCK)
+    async with _running(driver, Collector()):
+        await wait_until(lambda: driver.health.connected, 3, "connection")
+        os.write(master, b"ST,+001234.5  g\r" * 5)
+        await wait_until(lambda: driver.health.frames_rejected >= 5, 3, "five rejected frames")
+    error = driver.health.last_error
+    assert "readable text" in error and "ST,+001234.5  g" in error and "driver" in error, error
+    assert "baud" not in error
