@@ -446,6 +446,17 @@ class SerialDriver(Driver):
 
     def _diagnose(self, frame: bytes) -> None:
         run, settings = self._rejected_run, self.health.extra["settings"]
+        term = self._terminator
+        if not frame.endswith(term):
+            # readable lines that run together: they end with something else than this driver's line end
+            other = next((end for end in (b"\r\n", b"\r", b"\n") if end != term and end in frame), None)
+            lines = frame.split(other) if other else []
+            if other and all(all(0x20 <= b < 0x7F for b in line) for line in lines[1:-1]) and len(lines) > 2:
+                self._diagnosis = self.health.last_error = (
+                    f"the last {run} frames were rejected: the instrument's lines end with {_END[other]} (e.g. "
+                    f"{lines[1].decode('ascii')!r}) but {self.config.driver!r} expects {_END.get(term, repr(term))}; "
+                    "set the instrument's line end (or read it with the regex driver and its terminator option)")
+                return
         text = frame.strip(b"\r\n\x00")
         if len(text) >= 3 and all(0x20 <= b < 0x7F for b in text):
             # a wrong baud rate or parity garbles characters; clean text means the settings are right and
@@ -466,6 +477,9 @@ class SerialDriver(Driver):
             text = (f"the last {run} frames were all rejected: check baud rate/parity (the port is at {settings}; "
                     "was the instrument's setting changed?)")
         self._diagnosis = self.health.last_error = text
+
+
+_END = {b"\r\n": "CR LF", b"\r": "CR", b"\n": "LF", b"\x03": "ETX"}
 
 
 def open_error(exc: BaseException, path: str = "") -> str:

@@ -231,3 +231,19 @@ async def test_readable_frames_of_another_protocol_point_at_the_driver_not_the_b
     error = driver.health.last_error
     assert "readable text" in error and "ST,+001234.5  g" in error and "driver" in error, error
     assert "baud" not in error
+
+
+async def test_lines_with_another_line_end_are_named_as_such(pty_pair):
+    """A balance set to end its lines with CR only, read by a driver that expects CR LF: the lines run together
+    into over-long junk. The advice is the line end, not the baud rate."""
+    master, path = pty_pair
+    spec = registry.get("mtsics")
+    driver = spec.driver(instrument("scale-1", "mtsics", path), spec.options.model_validate({"mode": "continuous"}),
+                         SYSTEM_CLOCK)
+    async with _running(driver, Collector()):
+        await wait_until(lambda: driver.health.connected, 3, "connection")
+        os.write(master, b"S S     100.00 g\r" * 90)
+        await wait_until(lambda: driver.health.frames_rejected >= 5, 3, "five rejected runs")
+    error = driver.health.last_error
+    assert "end with CR" in error and "expects CR LF" in error, error
+    assert "baud" not in error
