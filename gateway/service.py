@@ -12,10 +12,14 @@ spool holds records in the order of their numbers, and alerts do not cut the rea
 card is not written per reading); the MQTT publisher (``edge.mqtt``) drains it and deletes what the broker
 acknowledged.
 
-Statistics and alert state are written next to the spool (``<spool>.state.json``, atomic replace) just
-before each spool flush and restored on start, so that a restart — even a SIGKILL — does not forget the
-process: control limits learned from the baseline, the rolling window, the CUSUM and EWMA, the alerts that
-are raised.
+Statistics and alert state are written next to the spool (``<spool>.state.json``, atomic replace) every
+``state_interval`` seconds when something changed and at a clean stop, and restored on start, so that a
+restart — even a SIGKILL — does not forget the process: control limits learned from the baseline, the
+rolling window, the CUSUM and EWMA, the alerts that are raised, how long a line has been idle. The same file
+carries each driver's own state (``Driver.state``/``restore``: the Modbus production counts), handed back to
+the next run's driver before it starts, so the buyer's parts count goes on instead of restarting at 0.
+While running, the disk writes (state file with its fsync, spool commit) happen in a worker thread
+(:meth:`Gateway.flush_async`): a slow SD card does not hold up the event loop.
 
 Logs are one line per event in ``key=value`` form on stderr (journald adds its own timestamp); a repeated
 event (same name and subject) is printed at most once a minute with a count of what was held back.
@@ -55,6 +59,7 @@ log = logging.getLogger("floorwatch")
 NAN = math.nan
 STATE_VERSION = 1
 MIN_CPK_READINGS = 30  # readings in the window before Cpk is judged against min_cpk
+MAX_UNROUTED = 1000  # distinct unrouted (instrument, channel) pairs counted; bounded against odd channel names
 SNAPSHOT_GAP = 0.1  # seconds: least time between two alert-triggered snapshots of one characteristic
 
 
@@ -287,6 +292,7 @@ class InstrumentState:
     error: str = ""  # why the driver could not be created or started
     last: Measurement | None = None
     down_since: float | None = None  # monotonic time the connection was first seen down
+    restored_state: bool = False  # the driver was offered its saved state; from now on it saves its own
 
 
 def _check_list(cfg: CharacteristicConfig) -> list[AlertCheck]:
@@ -326,6 +332,7 @@ class Gateway:
         drain_timeout: float = 3.0,
         start_instruments: bool = True,
         state_interval: float = 5.0,
+        stop_timeout: float = 5.0,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -333,6 +340,7 @@ class Gateway:
         self.publish = publish
         self.stats_interval = stats_interval
         self.drain_timeout = drain_timeout
+        self.stop_timeout = stop_timeout  # seconds to wait for each driver and simulator to stop
         # False: the caller feeds measurements to ingest() itself (benchmark, replay of recorded frames)
         self.start_instruments = start_instruments
         # statistics state is saved at most this often (and on a clean stop): see flush()
@@ -361,6 +369,7 @@ class Gateway:
         self._others: list[tuple[str, str, Any]] = []  # (kind, topic, record) waiting for their numbers
         self._active: set[tuple[str, str]] = set()
         self._unrouted: dict[tuple[str, str], int] = {}
+        self._saved_instruments: dict[str, dict] = {}  # Driver.state() of the previous run, by instrument
         self.started_ns = 0
         self.started_mono = 0.0
         self.restored = False
@@ -404,6 +413,9 @@ class Gateway:
             return
         from edge.stats import RollingStats
 
+        saved_ns = data.get("saved_ns")
+        # seconds the gateway was down (wall clock; never negative, even when the clock was set back)
+        gap = max(0.0, (self.clock.now_ns() - saved_ns) / 1e9) if isinstance(saved_ns, int) else 0.0
         restored = []
         for name, saved in chars.items():
             ch = self.characteristics.get(name)
@@ -419,10 +431,21 @@ class Gateway:
                     ch.sg_fill = ch.stats.snapshot().n_total % ch.subgroup_size
                 last = saved.get("count_last_value")
                 ch.count_last_value = NAN if last is None else float(last)
+                idle = saved.get("count_idle_for")
+                if idle is not None:  # the line stays stopped (or not) across the restart
+                    ch.count_last_change = self.clock.monotonic() - float(idle) - gap
             except (ValueError, TypeError, KeyError) as exc:
                 self.events.warning("state_not_restored", characteristic=name, reason=str(exc))
                 continue
             restored.append(name)
+        instruments = data.get("instruments")
+        if instruments is None:
+            self.events.info("instrument_state_absent", path=str(self.state_path),
+                             reason="state file from an older version: production counts start from 0")
+        elif isinstance(instruments, dict):
+            self._saved_instruments = {k: v for k, v in instruments.items() if isinstance(v, dict)}
+        else:
+            self.events.warning("instrument_state_not_restored", reason="'instruments' is not a mapping")
         if data.get("alerts") is not None:
             try:
                 self.alerts = AlertTracker.from_state(self.config.alerts, data["alerts"])
@@ -443,19 +466,63 @@ class Gateway:
                          active_alerts=len(self._active))
 
     def save_state(self) -> None:
-        """Statistics and alert state to ``<spool>.state.json`` (atomic replace)."""
+        """Statistics, alert and instrument state to ``<spool>.state.json`` (atomic replace)."""
+        data, readings = self._state_bytes(), self.readings_total
+        write_atomic(self.state_path, data)
+        self._state_written(readings)
+
+    def _state_written(self, readings: int) -> None:
+        self._state_saved_at = self.clock.monotonic()
+        self._state_saved_readings = readings
+        self._state_dirty = False
+
+    def _state_bytes(self) -> bytes:
+        """The state file's content now (built on the loop: the figures must not change while written)."""
+        now = self.clock.monotonic()
         chars = {}
         for name, ch in self.characteristics.items():
             chars[name] = {
                 "fingerprint": fingerprint(ch.config),
                 "stats": ch.stats.state() if ch.stats is not None else None,
                 "count_last_value": ch.count_last_value if math.isfinite(ch.count_last_value) else None,
+                "count_idle_for": now - ch.count_last_change if math.isfinite(ch.count_last_change) else None,
             }
         data = {"version": STATE_VERSION, "saved_ns": self.clock.now_ns(), "characteristics": chars,
-                "alerts": self.alerts.state()}
-        write_atomic(self.state_path, json.dumps(data, separators=(",", ":"), allow_nan=False).encode())
-        self._state_saved_at = self.clock.monotonic()
-        self._state_saved_readings = self.readings_total
+                "alerts": self.alerts.state(), "instruments": self._instrument_states()}
+        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+
+    def _instrument_states(self) -> dict[str, dict]:
+        """Each driver's own state (``Driver.state``: e.g. production counts). An instrument whose driver
+        is not running keeps what was saved for it, so a device that fails to start loses nothing."""
+        out = {}
+        for inst_cfg in self.config.instruments:
+            name = inst_cfg.name
+            inst = self.instruments.get(name)
+            saved = self._saved_instruments.get(name)
+            if inst is not None and inst.driver is not None and inst.restored_state:
+                try:
+                    saved = inst.driver.state()
+                except Exception as exc:  # a driver bug must not cost the statistics their state
+                    self.events.error("instrument_state_not_saved", instrument=name,
+                                      error=f"{type(exc).__name__}: {exc}")
+            if saved:
+                out[name] = saved
+        return out
+
+    def _restore_instrument(self, inst: InstrumentState) -> None:
+        """Hand the driver what its previous run saved, before it starts (``Driver.restore``)."""
+        assert inst.driver is not None
+        name = inst.config.name
+        saved = self._saved_instruments.get(name)
+        try:
+            notes = inst.driver.restore(saved) if saved else []
+        except Exception as exc:  # a driver bug must not stop the instrument
+            notes = [f"internal error: {type(exc).__name__}: {exc}"]
+        for note in notes:
+            self.events.warning("instrument_state_not_restored", instrument=name, reason=note)
+        if saved and not notes:
+            self.events.info("instrument_state_restored", instrument=name)
+        inst.restored_state = True
 
     async def _start_instrument(self, inst: InstrumentState) -> None:
         cfg = inst.config
@@ -470,6 +537,7 @@ class Gateway:
                 cfg = cfg.model_copy(update=dict(inst.simulator.endpoint))
                 inst.config = cfg
             inst.driver = spec.driver(cfg, options, self.clock)
+            self._restore_instrument(inst)
         except Exception as exc:  # a bad instrument must not stop the others
             inst.error = f"{type(exc).__name__}: {exc}"
             self.events.error("instrument_not_started", instrument=cfg.name, driver=cfg.driver, error=inst.error)
@@ -506,7 +574,8 @@ class Gateway:
             inst.last = m
         if ch is None:
             key = (m.instrument, m.channel)
-            self._unrouted[key] = self._unrouted.get(key, 0) + 1
+            if key in self._unrouted or len(self._unrouted) < MAX_UNROUTED:
+                self._unrouted[key] = self._unrouted.get(key, 0) + 1
             self.events.debug("measurement_unrouted", instrument=m.instrument, channel=m.channel,
                               fix="add a characteristic with this instrument and channel to use it")
             return
@@ -620,8 +689,7 @@ class Gateway:
                         for i, (ts, inst, char, value, unit, status) in enumerate(batch)]
             payload = json.dumps(encode_batch(readings), separators=(",", ":"), allow_nan=False).encode()
             self.spool.add(self.topics.readings, payload, first_seq=first, last_seq=first + len(batch) - 1, qos=1)
-            for fn in self.listeners:
-                fn("readings", readings)
+            self._tell_listeners("readings", readings)
         others = self._others
         if not others:
             return
@@ -630,11 +698,18 @@ class Gateway:
 
         for kind, topic, record in others:
             seq = self.spool.issue()
-            if kind == "alert":
-                record = record.to_alert(seq)
-            else:
-                record = dataclasses.replace(record, seq=seq)
-            payload = dumps(record)
+            try:
+                if kind == "alert":
+                    record = record.to_alert(seq)
+                else:
+                    record = dataclasses.replace(record, seq=seq)
+                payload = dumps(record)
+            except Exception as exc:  # its number is published all the same, as an explained gap
+                self.events.error("record_unencodable", kind=kind, seq=seq, error=f"{type(exc).__name__}: {exc}")
+                record = StatusEvent(self.clock.now_ns(), seq, "gateway", "record_unencodable",
+                                     f"a {kind} record could not be encoded: {type(exc).__name__}: {exc}")
+                kind, topic = "event", self.topics.event("gateway")
+                payload = dumps(record)
             self.spool.add(topic, payload, first_seq=seq, last_seq=seq, qos=1)
             if kind == "alert":
                 raised = record.state is AlertState.RAISED
@@ -646,8 +721,16 @@ class Gateway:
                                   message=record.message)
                 if self.webhook is not None:
                     self.webhook.send_alert(record)
-            for fn in self.listeners:
+            self._tell_listeners(kind, record)
+
+    def _tell_listeners(self, kind: str, record: Any) -> None:
+        """A listener (the demo's live view) that fails is reported, never losing what was being queued."""
+        for fn in self.listeners:
+            try:
                 fn(kind, record)
+            except Exception as exc:
+                self.events.error("listener_failed", key=getattr(fn, "__qualname__", repr(fn)),
+                                  listener=getattr(fn, "__qualname__", repr(fn)), error=f"{type(exc).__name__}: {exc}")
 
     def _alert(self, tr: Any) -> None:
         """An alert raised or cleared (published with the next batch, numbered then)."""
@@ -662,7 +745,8 @@ class Gateway:
         self._others.append(("alert", self.topics.alert(tr.subject, tr.kind), tr))
 
     def status_event(self, subject: str, state: str, message: str = "", detail: dict | None = None) -> None:
-        ev = StatusEvent(self.clock.now_ns(), 0, subject, state, message, detail)
+        # JSON has no NaN and no Path: a detail figure must not make the record unpublishable
+        ev = StatusEvent(self.clock.now_ns(), 0, subject, state, message, None if detail is None else _clean(detail))
         self._others.append(("event", self.topics.event(subject), ev))
 
     def _snapshot(self, ch: CharacteristicState) -> None:
@@ -803,16 +887,33 @@ class Gateway:
         """
         self._emit()
         if save_state is None:
-            due = self.clock.monotonic() - self._state_saved_at >= self.state_interval
-            changed = self.readings_total != self._state_saved_readings or self._state_dirty
-            save_state = due and changed
+            save_state = self._state_due()
         if save_state:
             try:
                 self.save_state()
-                self._state_dirty = False
-            except (OSError, ValueError) as exc:
-                self.events.error("state_not_saved", path=str(self.state_path), error=str(exc))
+            except Exception as exc:  # the spool is written all the same
+                self.events.error("state_not_saved", path=str(self.state_path), error=f"{type(exc).__name__}: {exc}")
         self.spool.flush()
+
+    def _state_due(self) -> bool:
+        due = self.clock.monotonic() - self._state_saved_at >= self.state_interval
+        changed = self.readings_total != self._state_saved_readings or self._state_dirty
+        return due and changed
+
+    async def flush_async(self) -> None:
+        """:meth:`flush` for the running loop: the figures are taken on the loop, the disk writes (the state
+        file with its fsync, about 1 MB with 32 characteristics; the SQLite commit, with a WAL checkpoint now
+        and then) run in a worker thread, so that a slow SD card does not hold up drivers, the publisher and
+        the status page. The spool is thread-safe; only one flush runs at a time (the main loop awaits it)."""
+        self._emit()
+        if self._state_due():
+            try:
+                data, readings = self._state_bytes(), self.readings_total
+                await asyncio.to_thread(write_atomic, self.state_path, data)
+                self._state_written(readings)
+            except Exception as exc:  # the spool is written all the same
+                self.events.error("state_not_saved", path=str(self.state_path), error=f"{type(exc).__name__}: {exc}")
+        await asyncio.to_thread(self.spool.flush)
 
     # ------------------------------------------------------------------ status
 
@@ -998,15 +1099,19 @@ class Gateway:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout)
             now = clock.monotonic()
-            try:
-                if now >= next_tick:
-                    next_tick = max(next_tick + tick, now)
+            # separately: a failing check must not stop the spool from being written, nor the reverse
+            if now >= next_tick:
+                next_tick = max(next_tick + tick, now)
+                try:
                     self.tick()
-                if now >= next_flush:
-                    next_flush = max(next_flush + flush_interval, now)
-                    self.flush()
-            except Exception as exc:  # keep collecting; the spool or state file may be on a full disk
-                self.events.error("flush_failed", error=f"{type(exc).__name__}: {exc}")
+                except Exception as exc:  # a bug in a check: reported, collection goes on
+                    self.events.error("checks_failed", error=f"{type(exc).__name__}: {exc}")
+            if now >= next_flush:
+                next_flush = max(next_flush + flush_interval, now)
+                try:
+                    await self.flush_async()
+                except Exception as exc:  # keep collecting; the spool may be on a full disk
+                    self.events.error("flush_failed", error=f"{type(exc).__name__}: {exc}")
             self._notify.kick(now)
             if self.publisher is not None:
                 state = (bool(self.publisher.connected), str(self.publisher.last_error or ""))
@@ -1022,16 +1127,23 @@ class Gateway:
         self._stopping = True
         self._notify.notify("STOPPING=1")
         self.events.info("gateway_stopping")
+        running = [inst.task for inst in self.instruments.values() if inst.task is not None]
+        for task in running:
+            task.cancel()
+        if running:
+            # bounded: a driver stuck in a library call must not keep the gateway from stopping (and saving)
+            _, stuck = await asyncio.wait(running, timeout=self.stop_timeout)
+            for task in stuck:
+                self.events.error("driver_not_stopping", task=task.get_name(), waited=self.stop_timeout,
+                                  fix="the gateway stops without it; report this driver's hang")
         for inst in self.instruments.values():
-            if inst.task is not None:
-                inst.task.cancel()
-        for inst in self.instruments.values():
-            if inst.task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await inst.task
             if inst.simulator is not None:
-                with contextlib.suppress(Exception):
-                    await inst.simulator.stop()
+                try:
+                    async with asyncio.timeout(self.stop_timeout):
+                        await inst.simulator.stop()
+                except Exception as exc:
+                    self.events.warning("simulator_not_stopped", instrument=inst.config.name,
+                                        error=f"{type(exc).__name__}: {exc}")
         if self.spool is not None and self.alerts is not None:
             try:
                 for ch in self.characteristics.values():
@@ -1056,7 +1168,10 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         if self.web is not None:
-            await self.web.stop()
+            try:
+                await self.web.stop()
+            except Exception as exc:
+                self.events.warning("web_not_stopped", error=f"{type(exc).__name__}: {exc}")
         if self.webhook is not None:
             with contextlib.suppress(Exception):
                 await self.webhook.close()

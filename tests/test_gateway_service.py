@@ -12,6 +12,8 @@ import math
 import random
 from pathlib import Path
 
+import pytest
+
 from edge.clock import ManualClock
 from edge.config import parse_config
 from edge.model import AlertState, Measurement, Status, decode_batch, loads
@@ -438,3 +440,203 @@ def test_rule_alerts_hold_while_the_rule_keeps_firing_now_and_then(tmp_path):
     feed(gw, clock, [12.0])
     assert not any(a.kind == "nelson_1" for a in gw.alerts.active())  # the 10th clears it
     gw.close()
+
+
+# ------------------------------------------------------------------ review fixes: restarts, failures, blocking
+
+
+def test_a_stopped_line_stays_stopped_across_a_restart(tmp_path):
+    """The idle time is saved with the state: after a restart the line_stopped alert neither clears by
+    itself nor waits a whole idle_after again."""
+    clock = ManualClock()
+    gw, _ = gateway(tmp_path, clock)
+    feed(gw, clock, [100.0, 101.0], instrument="counter-1", unit="pcs")
+    for _ in range(6):
+        clock.advance(1.0)
+        gw.tick()
+    assert ("parts", "line_stopped") in {(a.subject, a.kind) for a in gw.alerts.active()}
+    gw.close()
+    clock.advance(30.0)  # down for 30 s
+    gw2, _ = gateway(tmp_path, clock)
+    feed(gw2, clock, [101.0], instrument="counter-1", unit="pcs")  # still no new part
+    for _ in range(5):
+        clock.advance(0.25)
+        gw2.tick()
+    idle = next(c for c in gw2.status()["characteristics"] if c["name"] == "parts")["idle_for"]
+    assert idle == pytest.approx(6 + 30 + 1.25 + 0.01, abs=0.05)
+    # the one raised before the restart (still in the spool: no broker here), and no clearing since
+    assert [obj.state for kind, obj, _ in spooled(gw2) if kind == "alerts/parts/line_stopped"] == [
+        AlertState.RAISED]
+    assert ("parts", "line_stopped") in {(a.subject, a.kind) for a in gw2.alerts.active()}
+    gw2.close()
+
+
+def test_a_failing_listener_loses_no_reading(tmp_path):
+    clock = ManualClock()
+    gw, log = gateway(tmp_path, clock)
+
+    def broken_view(kind, record):
+        raise RuntimeError("terminal went away")
+
+    gw.listeners.append(broken_view)
+    feed(gw, clock, [12.0, 12.061, 12.0, 12.0])  # readings and an alert raised and cleared
+    records = spooled(gw)
+    assert [r.seq for kind, obj, _ in records if kind == "readings" for r in obj] == [1, 2, 3, 4]
+    assert [obj.state for kind, obj, _ in records if kind == "alerts/bore/out_of_spec"] == [
+        AlertState.RAISED, AlertState.CLEARED]
+    assert "event=listener_failed" in log.getvalue() and "terminal went away" in log.getvalue()
+    gw.close()
+
+
+def test_a_record_that_cannot_be_encoded_keeps_its_number_and_says_why(tmp_path):
+    clock = ManualClock()
+    gw, log = gateway(tmp_path, clock)
+    gw.status_event("spool", "dropped", "figures", {"count": 3, "ratio": math.nan, "at": tmp_path})
+    gw.status_event("gateway", "odd", "a detail JSON cannot hold", {"ids": {1, 2}})
+    feed(gw, clock, [12.0])
+    records = spooled(gw)
+    seqs = sorted(s for _, _, rec in records if rec.first_seq is not None
+                  for s in range(rec.first_seq, rec.last_seq + 1))
+    assert seqs == list(range(1, len(seqs) + 1))  # contiguous: nothing lost, nothing unexplained
+    dropped = next(obj for kind, obj, _ in records if kind == "events/spool")
+    assert dropped.detail == {"count": 3, "ratio": None, "at": str(tmp_path)}
+    explained = next(obj for kind, obj, _ in records if kind == "events/gateway")
+    assert explained.state == "record_unencodable" and "TypeError" in explained.message
+    assert "event=record_unencodable" in log.getvalue()
+    gw.close()
+
+
+def test_unrouted_channels_are_counted_in_bounded_memory(tmp_path):
+    from gateway.service import MAX_UNROUTED
+
+    clock = ManualClock()
+    gw, _ = gateway(tmp_path, clock)
+    for i in range(MAX_UNROUTED + 500):
+        gw.ingest(Measurement(clock.now_ns(), "caliper-1", 1.0, "mm", Status.OK, f"garbled-{i}"))
+    gw.ingest(Measurement(clock.now_ns(), "caliper-1", 1.0, "mm", Status.OK, "garbled-1"))
+    assert len(gw._unrouted) == MAX_UNROUTED and gw._unrouted[("caliper-1", "garbled-1")] == 2
+    gw.close()
+
+
+async def test_a_stalled_state_write_does_not_hold_up_the_event_loop(tmp_path):
+    """The state file (about 1 MB with 32 characteristics, fsynced) is written by a worker thread. A FIFO
+    in place of the temporary file stands in for a stalled SD card: the write blocks until it is read."""
+    import asyncio
+    import os
+    import threading
+
+    clock = ManualClock()
+    gw, log = gateway(tmp_path, clock)
+    feed(gw, clock, [12.0, 12.001])
+    fifo = gw.state_path.with_name(gw.state_path.name + ".tmp")
+    os.mkfifo(fifo)
+    ticks = 0
+
+    async def loop_turns() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    counter = asyncio.create_task(loop_turns())
+    flushing = asyncio.create_task(gw.flush_async())
+    await asyncio.sleep(0.3)
+    assert not flushing.done() and ticks >= 10  # the write waits; the loop goes on
+    data = bytearray()
+    reader = threading.Thread(target=lambda: data.extend(open(fifo, "rb").read()))  # noqa: SIM115
+    reader.start()
+    await asyncio.wait_for(flushing, 5)
+    reader.join(5)
+    counter.cancel()
+    assert json.loads(data)["characteristics"]["bore"]["stats"] is not None
+    os.unlink(fifo)  # a FIFO cannot be fsynced: that save failed and was reported, the next one is a file
+    assert "event=state_not_saved" in log.getvalue()
+    assert gw.spool.backlog() >= 1 and [r.seq for k, o, _ in spooled(gw) if k == "readings" for r in o] == [1, 2]
+    gw.close()
+
+
+async def test_a_driver_that_ignores_its_cancel_does_not_keep_the_gateway_from_stopping(tmp_path):
+    """A driver stuck in a library call (it swallowed the cancel): the gateway stops anyway, saves its
+    state, says which driver hung, and exits 0."""
+    import asyncio
+    import contextlib
+
+    from drivers.base import Driver
+    from gateway.service import InstrumentState
+
+    class Stuck(Driver):
+        released = False
+
+        async def run(self, emit):
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    if self.released:
+                        raise
+                    continue  # what a library bug looks like from outside
+
+    cfg = parse_config(make_config(tmp_path))
+    out = io.StringIO()
+    gw = Gateway(cfg, events=EventLog(stream=out, timestamps=False), publish=False, start_instruments=False,
+                 stop_timeout=0.3)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gw.run(stop))
+    while not gw.ready:
+        await asyncio.sleep(0.01)
+    inst: InstrumentState = gw.instruments["caliper-1"]
+    inst.driver = Stuck(inst.config, None)
+    inst.task = asyncio.create_task(gw._drive(inst), name="driver:caliper-1")
+    await asyncio.sleep(0.05)
+    stop.set()
+    assert await asyncio.wait_for(task, 5) == 0
+    assert "event=driver_not_stopping task=driver:caliper-1" in out.getvalue()
+    assert "event=gateway_stopped" in out.getvalue() and gw.state_path.exists()
+    inst.driver.released = True
+    inst.task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await inst.task
+
+
+async def test_a_failing_check_does_not_stop_the_spool_from_being_written(tmp_path):
+    """A bug in the periodic checks (here: a driver whose health cannot be read) is reported, and readings
+    still reach the disk every flush_interval."""
+    import asyncio
+    import contextlib
+
+    from drivers.base import Driver
+
+    class BrokenHealth(Driver):
+        async def run(self, emit):
+            await asyncio.Event().wait()
+
+        def __getattribute__(self, name):
+            if name == "health":
+                raise RuntimeError("health is broken")
+            return super().__getattribute__(name)
+
+    cfg = make_config(tmp_path)
+    cfg["instruments"][1]["tcp_port"] = free_port()  # nothing answers there
+    out = io.StringIO()
+    gw = Gateway(parse_config(cfg), events=EventLog(stream=out, timestamps=False), publish=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gw.run(stop))
+    try:
+        while not gw.ready:
+            await asyncio.sleep(0.01)
+        inst = gw.instruments["caliper-1"]
+        inst.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await inst.task
+        inst.driver = BrokenHealth(inst.config, None)
+        gw.ingest(Measurement(gw.clock.now_ns(), "caliper-1", 12.0, "mm"))
+        for _ in range(100):
+            committed = gw.spool.pending(1000)
+            if any(rec.topic.endswith("/readings") for rec in committed):
+                break
+            await asyncio.sleep(0.02)
+        assert any(rec.topic.endswith("/readings") for rec in committed)
+    finally:
+        stop.set()
+        assert await task == 0
+    assert "event=checks_failed" in out.getvalue() and "health is broken" in out.getvalue()
