@@ -22,6 +22,7 @@ PACKAGES = {
     "shellcheck": "shellcheck",
     "openssl": "openssl",
     "systemd-analyze": "systemd",
+    "setpriv": "util-linux",
 }
 
 
