@@ -1069,7 +1069,10 @@ class Gateway:
                     await self._start_instrument(inst)
             self.status_event("gateway", "started", f"floorwatch {edge.__version__} started",
                               {"restored": self.restored, "instruments": len(cfg.instruments)})
-            self.flush()
+            try:
+                await self.flush_async()
+            except Exception as exc:  # a full disk at start is reported like any other flush, not a crash
+                self.events.error("flush_failed", error=f"{type(exc).__name__}: {exc}")
             self.ready = True
             self._notify.notify("READY=1")
             self._notify.notify(f"STATUS=running: {len(cfg.instruments)} instruments")
@@ -1177,7 +1180,10 @@ class Gateway:
                 await self.webhook.close()
         if self.spool is not None:
             backlog = self.spool.backlog()
-            self.spool.close()
+            try:
+                self.spool.close()
+            except Exception as exc:  # reported; the records committed before are safe in the file
+                self.events.error("spool_close_failed", error=f"{type(exc).__name__}: {exc}")
             self.events.info("gateway_stopped", readings=self.readings_total, backlog=backlog)
 
 
