@@ -76,6 +76,9 @@ cdef uint32_t POP3_GE2 = 0xE8
 cdef double CANCELLATION = 9.5367431640625e-07  # 2**-20
 cdef uint32_t POP5_GE4 = (1u << 15) | (1u << 23) | (1u << 27) | (1u << 29) | (1u << 30) | (1u << 31)
 
+# How the chart loop's pairs of doubles are computed: "sse2" or "portable" (plain C; same results).
+PAIRS = FW_PAIRS.decode()
+
 BIT_VALUES = {
     "nelson_1": B_NELSON_1, "nelson_2": B_NELSON_2, "nelson_3": B_NELSON_3, "nelson_4": B_NELSON_4,
     "nelson_5": B_NELSON_5, "nelson_6": B_NELSON_6, "nelson_7": B_NELSON_7, "nelson_8": B_NELSON_8,
@@ -99,6 +102,64 @@ cdef extern from *:
     #endif
     """
     double _pos "fw_pos"(double c) noexcept nogil
+
+
+cdef extern from *:
+    """
+    /* Two doubles side by side: one SSE2 register on x86-64, a plain pair elsewhere (or with
+       -DFW_NO_SIMD). Every operation is the same IEEE operation on each lane, so both give the same
+       results; comparisons come back as a 2-bit mask, bit 0 for lane 0. */
+    #if defined(__SSE2__) && !defined(FW_NO_SIMD)
+    #include <emmintrin.h>
+    #define FW_PAIRS "sse2"
+    typedef __m128d fw_v2;
+    static inline fw_v2 fw_set(double lo, double hi) { return _mm_set_pd(hi, lo); }
+    static inline fw_v2 fw_dup(double x) { return _mm_set1_pd(x); }
+    /* p[1] in lane 0, p[0] in lane 1: the later point first, as the rule words want it */
+    static inline fw_v2 fw_load_rev(const double* p) { __m128d v = _mm_loadu_pd(p); return _mm_shuffle_pd(v, v, 1); }
+    /* lane 0: lane 1 of cur; lane 1: lane 0 of last */
+    static inline fw_v2 fw_before(fw_v2 cur, fw_v2 last) { return _mm_shuffle_pd(cur, last, 1); }
+    static inline fw_v2 fw_sub(fw_v2 a, fw_v2 b) { return _mm_sub_pd(a, b); }
+    static inline fw_v2 fw_add(fw_v2 a, fw_v2 b) { return _mm_add_pd(a, b); }
+    static inline fw_v2 fw_abs(fw_v2 a) { return _mm_and_pd(a, _mm_castsi128_pd(_mm_set1_epi64x(0x7fffffffffffffffLL))); }
+    /* a > 0 ? a : 0 per lane (NaN and -0.0 give +0.0), like fw_pos */
+    static inline fw_v2 fw_pos2(fw_v2 a) { return _mm_max_pd(a, _mm_setzero_pd()); }
+    static inline unsigned fw_gt(fw_v2 a, fw_v2 b) { return (unsigned) _mm_movemask_pd(_mm_cmpgt_pd(a, b)); }
+    static inline unsigned fw_lt(fw_v2 a, fw_v2 b) { return (unsigned) _mm_movemask_pd(_mm_cmplt_pd(a, b)); }
+    static inline double fw_lo(fw_v2 a) { return _mm_cvtsd_f64(a); }
+    static inline double fw_hi(fw_v2 a) { return _mm_cvtsd_f64(_mm_unpackhi_pd(a, a)); }
+    #else
+    #define FW_PAIRS "portable"
+    typedef struct { double l, h; } fw_v2;
+    static inline fw_v2 fw_set(double lo, double hi) { fw_v2 r = {lo, hi}; return r; }
+    static inline fw_v2 fw_dup(double x) { fw_v2 r = {x, x}; return r; }
+    static inline fw_v2 fw_load_rev(const double* p) { fw_v2 r = {p[1], p[0]}; return r; }
+    static inline fw_v2 fw_before(fw_v2 cur, fw_v2 last) { fw_v2 r = {cur.h, last.l}; return r; }
+    static inline fw_v2 fw_sub(fw_v2 a, fw_v2 b) { fw_v2 r = {a.l - b.l, a.h - b.h}; return r; }
+    static inline fw_v2 fw_add(fw_v2 a, fw_v2 b) { fw_v2 r = {a.l + b.l, a.h + b.h}; return r; }
+    static inline fw_v2 fw_abs(fw_v2 a) { fw_v2 r = {fabs(a.l), fabs(a.h)}; return r; }
+    static inline fw_v2 fw_pos2(fw_v2 a) { fw_v2 r = {fw_pos(a.l), fw_pos(a.h)}; return r; }
+    static inline unsigned fw_gt(fw_v2 a, fw_v2 b) { return (unsigned) (a.l > b.l) | ((unsigned) (a.h > b.h) << 1); }
+    static inline unsigned fw_lt(fw_v2 a, fw_v2 b) { return (unsigned) (a.l < b.l) | ((unsigned) (a.h < b.h) << 1); }
+    static inline double fw_lo(fw_v2 a) { return a.l; }
+    static inline double fw_hi(fw_v2 a) { return a.h; }
+    #endif
+    """
+    const char* FW_PAIRS
+    ctypedef struct fw_v2:
+        pass
+    fw_v2 _set "fw_set"(double lo, double hi) noexcept nogil
+    fw_v2 _dup "fw_dup"(double x) noexcept nogil
+    fw_v2 _load_rev "fw_load_rev"(const double* p) noexcept nogil
+    fw_v2 _before "fw_before"(fw_v2 cur, fw_v2 last) noexcept nogil
+    fw_v2 _sub2 "fw_sub"(fw_v2 a, fw_v2 b) noexcept nogil
+    fw_v2 _add2 "fw_add"(fw_v2 a, fw_v2 b) noexcept nogil
+    fw_v2 _abs2 "fw_abs"(fw_v2 a) noexcept nogil
+    fw_v2 _pos2 "fw_pos2"(fw_v2 a) noexcept nogil
+    unsigned _gt2 "fw_gt"(fw_v2 a, fw_v2 b) noexcept nogil
+    unsigned _lt2 "fw_lt"(fw_v2 a, fw_v2 b) noexcept nogil
+    double _lo "fw_lo"(fw_v2 a) noexcept nogil
+    double _hi "fw_hi"(fw_v2 a) noexcept nogil
 
 
 cdef extern from *:
@@ -355,6 +416,26 @@ cdef inline int64_t _trail(uint64_t m, uint64_t valid, Py_ssize_t count, int64_t
     return _ctz(~m)
 
 
+cdef inline uint32_t _signals(State* s, double pt, double* z, double* ucl, double* lcl, fw_v2* cusum,
+                              double lam, double oml, double center, double hik, double lok,
+                              fw_v2 vh) noexcept nogil:
+    """EWMA and CUSUM bits of one chart point: the reference's operations, C+ and C- in the two lanes
+    ([v - K+, K- - v] + [C+, C-], then max with 0), all four comparisons as two 2-bit masks."""
+    cdef double q, f
+    z[0] = lam * pt + oml * z[0]
+    if not s.ewma_const:
+        s.ewma_w *= s.oml2
+        q = 1.0 - s.ewma_w
+        f = s.ewma_a * sqrt(s.ewma_c * q)
+        ucl[0] = center + f
+        lcl[0] = center - f
+        if q == 1.0:
+            s.ewma_const = 1
+    cusum[0] = _pos2(_add2(_sub2(_set(pt, lok), _set(hik, pt)), cusum[0]))
+    # bit 0: z > UCL, bit 1: z < LCL; then bit 2: C+ > H, bit 3: C- > H
+    return (_lt2(_set(ucl[0], z[0]), _set(z[0], lcl[0])) | (_gt2(cusum[0], vh) << 2)) * B_EWMA_HIGH
+
+
 cdef void _chart_words(State* s, const double* pts, const Py_ssize_t* idx, const uint32_t* pbits,
                        Py_ssize_t m, uint32_t* out) noexcept nogil:
     """``m`` (at most WORD) chart points with limits known, all twelve rules at once on bit words.
@@ -365,55 +446,61 @@ cdef void _chart_words(State* s, const double* pts, const Py_ssize_t* idx, const
     counters and shift registers stand for, so "9 in a row", "2 of 3" and the rest become a few shifts
     and ANDs per word instead of counter updates per point. Rule firings are rare in control; each one
     sets its bit in the output with one OR. The state comes out exactly as ``_chart_point`` leaves it."""
-    cdef double center = s.center, t1 = s.t1, t2 = s.t2, t3 = s.t3, prev = s.prev
+    cdef double center = s.center, t1 = s.t1, t2 = s.t2, t3 = s.t3
     cdef double lam = s.lam, oml = s.oml, z = s.ewma_z, ucl = s.ewma_ucl, lcl = s.ewma_lcl
-    cdef double hik = s.cusum_hik, lok = s.cusum_lok, h = s.cusum_h, cp = s.cusum_p, cn = s.cusum_n
-    cdef double pt, d, ad, q, f
+    cdef double hik = s.cusum_hik, lok = s.cusum_lok
+    cdef fw_v2 v, before, last, d2, ad2, zero = _dup(0.0), vc = _dup(center), vt1 = _dup(t1)
+    cdef fw_v2 vt2 = _dup(t2), vt3 = _dup(t3), vh = _dup(s.cusum_h), cusum = _set(s.cusum_p, s.cusum_n)
     cdef uint64_t a = 0, b = 0, s1 = 0, s2 = 0, s3 = 0, w = 0, up = 0, dn = 0
     cdef uint64_t valid = (<uint64_t> 1 << m) - 1, fa, fb, fup, fdn, flip, fh2, fl2, fh1, fl1, fw, fs1, x
     cdef uint64_t r4a, r4b, c1, c2, c3, c4, word
     cdef uint64_t words[9]
-    cdef uint32_t rb, rule_mask = s.rule_mask
+    cdef uint32_t rule_mask = s.rule_mask
     cdef Py_ssize_t j, k
-    for j in range(m):
-        pt = pts[j]
-        d = pt - center
-        ad = fabs(d)
-        a = a * 2 + (d > 0.0)
-        b = b * 2 + (d < 0.0)
-        s1 = s1 * 2 + (ad > t1)
-        s2 = s2 * 2 + (ad > t2)
-        s3 = s3 * 2 + (ad > t3)
-        w = w * 2 + (ad < t1)
-        up = up * 2 + (pt > prev)
-        dn = dn * 2 + (pt < prev)
-        prev = pt
-
-        rb = 0
-        z = lam * pt + oml * z
-        if not s.ewma_const:
-            s.ewma_w *= s.oml2
-            q = 1.0 - s.ewma_w
-            f = s.ewma_a * sqrt(s.ewma_c * q)
-            ucl = center + f
-            lcl = center - f
-            if q == 1.0:
-                s.ewma_const = 1
-        rb |= B_EWMA_HIGH * <uint32_t> (z > ucl)
-        rb |= B_EWMA_LOW * <uint32_t> (z < lcl)
-        cp = pt - hik + cp
-        cp = _pos(cp)
-        cn = lok - pt + cn
-        cn = _pos(cn)
-        rb |= B_CUSUM_HIGH * <uint32_t> (cp > h)
-        rb |= B_CUSUM_LOW * <uint32_t> (cn > h)
-        out[idx[j]] = pbits[j] | rb
-    s.prev = prev
+    last = _dup(s.prev)
+    # Zone tests two points at a time (lane 0 the later point, so each 2-bit mask shifts straight into
+    # the words); an odd first point alone. Then EWMA and CUSUM point by point ([C+, C-] side by side).
+    j = 0
+    if m & 1:
+        v = _dup(pts[0])
+        before = _before(last, last)
+        last = v
+        j = 1
+        d2 = _sub2(v, vc)
+        ad2 = _abs2(d2)
+        a = _gt2(d2, zero) & 1
+        b = _lt2(d2, zero) & 1
+        s1 = _gt2(ad2, vt1) & 1
+        s2 = _gt2(ad2, vt2) & 1
+        s3 = _gt2(ad2, vt3) & 1
+        w = _lt2(ad2, vt1) & 1
+        up = _gt2(v, before) & 1
+        dn = _lt2(v, before) & 1
+        out[idx[0]] = pbits[0] | _signals(s, pts[0], &z, &ucl, &lcl, &cusum, lam, oml, center, hik, lok, vh)
+    while j < m:
+        v = _load_rev(pts + j)
+        before = _before(v, last)
+        last = v
+        d2 = _sub2(v, vc)
+        ad2 = _abs2(d2)
+        a = a * 4 + _gt2(d2, zero)
+        b = b * 4 + _lt2(d2, zero)
+        s1 = s1 * 4 + _gt2(ad2, vt1)
+        s2 = s2 * 4 + _gt2(ad2, vt2)
+        s3 = s3 * 4 + _gt2(ad2, vt3)
+        w = w * 4 + _lt2(ad2, vt1)
+        up = up * 4 + _gt2(v, before)
+        dn = dn * 4 + _lt2(v, before)
+        out[idx[j]] = pbits[j] | _signals(s, pts[j], &z, &ucl, &lcl, &cusum, lam, oml, center, hik, lok, vh)
+        out[idx[j + 1]] = pbits[j + 1] | _signals(s, pts[j + 1], &z, &ucl, &lcl, &cusum, lam, oml, center,
+                                                  hik, lok, vh)
+        j += 2
+    s.prev = pts[m - 1]
     s.ewma_z = z
     s.ewma_ucl = ucl
     s.ewma_lcl = lcl
-    s.cusum_p = cp
-    s.cusum_n = cn
+    s.cusum_p = _lo(cusum)
+    s.cusum_n = _hi(cusum)
 
     # Words with history: bit m + b is the point b + 1 before this block (m <= WORD leaves 16 bits).
     fa = a | (_hist(s.run_above) << m)

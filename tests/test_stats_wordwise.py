@@ -5,10 +5,17 @@ and falls back to one point at a time (``_chart_point``) right after control lim
 states it did not produce itself. The property tests use short streams; these use thousands of
 readings built to fire every rule often, with runs that cross the 48-point blocks, points exactly on
 the zone boundaries, rejected readings, subgroups, and pushes cut into pieces of every awkward size.
-Both implementations must give identical bitmasks and identical state.
+Both implementations must give identical bitmasks and identical state, with the chart loop's pairs of
+doubles computed by SSE2 (x86-64) and by plain C (everywhere else).
 """
 
 from __future__ import annotations
+
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +23,8 @@ import pytest
 from edge import stats
 from edge.config import RULE_NAMES
 from edge.stats import reference, rules
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Pieces around the compiled core's block of 48 readings.
 PIECES = (1, 2, 47, 48, 49, 95, 96, 97, 300)
@@ -124,3 +133,53 @@ def test_hand_made_states_continue_like_the_reference(changes):
     mp = p.push_many(values[100:])
     assert np.array_equal(mc, mp)
     assert c.state() == p.state()
+
+
+def test_compiled_core_uses_sse2_pairs_on_x86_64():
+    """The x86-64 build takes the SSE2 pairs (every x86-64 processor has SSE2); elsewhere plain C."""
+    from edge import _stats_core
+
+    expected = "sse2" if platform.machine() in ("x86_64", "AMD64") else "portable"
+    assert _stats_core.PAIRS == expected
+
+
+PORTABLE_CHECK = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("edge._stats_core", sys.argv[1])
+core = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(core)
+assert core.PAIRS == "portable", core.PAIRS
+sys.modules["edge._stats_core"] = core
+import edge
+edge._stats_core = core
+from edge import stats
+assert stats.IMPLEMENTATION == "compiled" and issubclass(stats.RollingStats, core.Core)
+sys.path.insert(0, sys.argv[2])
+import test_stats_wordwise as t
+for seed in range(2):
+    for config in t.CONFIGS:
+        t.test_long_streams_give_identical_bits_and_state(config, seed)
+for changes in t.ODD_STATES:
+    t.test_hand_made_states_continue_like_the_reference(changes)
+print("portable pairs match the reference")
+"""
+
+
+def test_portable_pairs_match_the_reference(tmp_path):
+    """Where there is no SSE2 (the Raspberry Pi's ARM), the chart loop's pairs of doubles are plain C.
+    Build the core that way (``-DFW_NO_SIMD``) and hold it to the reference on the same long streams."""
+    shutil.copy(ROOT / "ext" / "_stats_core.pyx", tmp_path)
+    (tmp_path / "setup.py").write_text(
+        "import numpy\nfrom Cython.Build import cythonize\nfrom setuptools import Extension, setup\n"
+        "setup(ext_modules=cythonize([Extension('_stats_core', ['_stats_core.pyx'],"
+        " include_dirs=[numpy.get_include()],"
+        " define_macros=[('FW_NO_SIMD', '1'), ('NPY_NO_DEPRECATED_API', 'NPY_1_7_API_VERSION')])],"
+        " language_level=3, quiet=True))\n")
+    build = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-3000:]
+    (built,) = tmp_path.glob("_stats_core*.so")
+    check = subprocess.run([sys.executable, "-c", PORTABLE_CHECK, str(built), str(ROOT / "tests")],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stderr[-3000:]
+    assert "portable pairs match the reference" in check.stdout
