@@ -38,6 +38,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -348,6 +349,7 @@ class Gateway:
         self._state_saved_at = -math.inf
         self._state_saved_readings = -1
         self._state_dirty = True
+        self._state_lock = threading.Lock()
         # an instrument that has not been connected for this long is reported offline
         self.offline_after = offline_after
         ident = config.gateway
@@ -468,8 +470,14 @@ class Gateway:
     def save_state(self) -> None:
         """Statistics, alert and instrument state to ``<spool>.state.json`` (atomic replace)."""
         data, readings = self._state_bytes(), self.readings_total
-        write_atomic(self.state_path, data)
+        self._write_state(data)
         self._state_written(readings)
+
+    def _write_state(self, data: bytes) -> None:
+        """One writer at a time (the worker thread's periodic save and a stop's final save share the
+        temporary file)."""
+        with self._state_lock:
+            write_atomic(self.state_path, data)
 
     def _state_written(self, readings: int) -> None:
         self._state_saved_at = self.clock.monotonic()
@@ -909,7 +917,7 @@ class Gateway:
         if self._state_due():
             try:
                 data, readings = self._state_bytes(), self.readings_total
-                await asyncio.to_thread(write_atomic, self.state_path, data)
+                await asyncio.to_thread(self._write_state, data)
                 self._state_written(readings)
             except Exception as exc:  # the spool is written all the same
                 self.events.error("state_not_saved", path=str(self.state_path), error=f"{type(exc).__name__}: {exc}")

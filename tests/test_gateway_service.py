@@ -640,3 +640,30 @@ async def test_a_failing_check_does_not_stop_the_spool_from_being_written(tmp_pa
         stop.set()
         assert await task == 0
     assert "event=checks_failed" in out.getvalue() and "health is broken" in out.getvalue()
+
+
+def test_overlapping_state_saves_leave_a_whole_file(tmp_path):
+    """The loop's worker thread and a stop's final save may overlap (the run cancelled mid-write): they
+    take turns, and the file is always one whole state."""
+    import threading
+
+    clock = ManualClock()
+    gw, log = gateway(tmp_path, clock)
+    feed(gw, clock, [12.0 + 0.001 * i for i in range(200)])
+    errors: list[BaseException] = []
+
+    def save_many() -> None:
+        for _ in range(30):
+            try:
+                gw.save_state()
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                errors.append(exc)
+
+    threads = [threading.Thread(target=save_many) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert json.loads(gw.state_path.read_text())["characteristics"]["bore"]["stats"] is not None
+    gw.close()
