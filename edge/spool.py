@@ -36,8 +36,11 @@ not close cleanly and the machine has rebooted since (Linux boot id differs), or
 or was corrupt, the counter resumes above the reservation instead: a gap, reported as a
 ``("sequence_skipped", {...})`` event, never a reuse.
 
-Threads: every public method takes an internal lock, so the gateway may run ``flush()`` in a worker thread
-while the publisher calls ``pending()``/``ack()`` from the event loop.
+Threads: the gateway runs ``flush()`` in a worker thread while the event loop calls ``issue()``, ``add()``,
+``pending()``, ``ack()`` and ``backlog()``. Those never wait for the flush's transaction (a commit, a WAL
+checkpoint's fsync on a slow SD card): the flush takes what it writes from memory and settles afterwards
+under a short lock, holding a second lock for the database meanwhile; ``pending()`` reads committed rows
+through a connection of its own (WAL readers do not wait for the writer).
 
 Additive extras beyond the API agreed with the gateway service:
 
@@ -64,6 +67,7 @@ Additive extras beyond the API agreed with the gateway service:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -138,8 +142,17 @@ class Spool:
         self.max_buffer_bytes = max_buffer_bytes or min(self.max_bytes, 64 * 1024**2)
         self._buffered_bytes = 0
         self.events: list[tuple[str, dict]] = []
+        # Two locks, always taken in this order: ``_db_lock`` for the writing connection (a flush holds it for
+        # its whole transaction, fsyncs included), ``_lock`` for the state in memory (held only briefly), so
+        # that add(), issue(), ack() and pending() on the event loop never wait for a flush in progress.
+        self._db_lock = threading.RLock()
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None  # pending()'s reads: committed rows only, never blocked
+        self._dropping: set[int] = set()  # ids the budget is deleting in the transaction in progress
+        self._flushing_rows = 0  # rows and acknowledged ids taken by the transaction in progress
+        self._flushing_acked = 0
+        self._drops_version = 0  # drops counted in memory; the flush saves their totals
         self._buffer: list[tuple[int, str, bytes, int, int, int | None, int | None]] = []
         self._acked: list[int] = []
         self._acked_set: set[int] = set()
@@ -159,6 +172,7 @@ class Spool:
         self._corrupt_moved = 0
         self._seq_skipped = 0
         self._drops_unsaved = False
+        self._drops_saved_version = 0
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -171,7 +185,7 @@ class Spool:
 
     def open(self) -> None:
         """Open (or create) the spool; a damaged file is moved aside and reported, and a new one started."""
-        with self._lock:
+        with self._db_lock, self._lock:
             if self._db is not None:
                 return
             try:
@@ -191,10 +205,11 @@ class Spool:
 
     def close(self) -> None:
         """Flush what is buffered, mark the spool cleanly closed and close the file."""
-        with self._lock:
+        with self._db_lock, self._lock:
             if self._db is None:
                 return
-            self._flush_locked()
+            self._flush_db()
+            self._close_reader()
             try:
                 self._set_meta({"clean": 1})
                 self._db.commit()
@@ -203,6 +218,12 @@ class Spool:
                 log.warning("spool %s: could not mark a clean close: %s", self.path, exc)
             self._db.close()
             self._db = None
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._reader.close()
+            self._reader = None
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
@@ -273,6 +294,9 @@ class Spool:
             self._set_meta({"schema": SCHEMA_VERSION, "clean": 0, "boot_id": _boot_id(), "last_seq": resume,
                             "corrupt_moved": self._corrupt_moved})
             db.execute("COMMIT")
+            self._dropping.clear()
+            self._flushing_rows = self._flushing_acked = 0
+            self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
         except BaseException:
             self._db = None
             if db is not None:
@@ -304,6 +328,7 @@ class Spool:
 
     def _recover(self, exc: sqlite3.DatabaseError) -> None:
         """Corruption found while running: keep what is in memory, move the file aside, start afresh."""
+        self._close_reader()
         if self._db is not None:
             try:
                 self._db.close()
@@ -350,8 +375,8 @@ class Spool:
 
         Returns the number of rows written. Applies the disk budget afterwards.
         """
-        with self._lock:
-            written = self._flush_locked()
+        with self._db_lock:
+            written = self._flush_db()
         if written:
             for callback in list(self._listeners):
                 try:
@@ -360,19 +385,24 @@ class Spool:
                     log.exception("spool listener failed")
         return written
 
-    def _flush_locked(self) -> int:
-        if self._db is None:
-            raise SpoolError("spool is not open; call open() or use it as a context manager")
-        if not self._buffer and not self._acked and self._last_issued == self._last_committed_seq:
-            return 0
+    def _flush_db(self) -> int:
+        """With ``_db_lock`` held: write what waits (``_lock`` is taken only to take it and to settle)."""
+        with self._lock:
+            if self._db is None:
+                raise SpoolError("spool is not open; call open() or use it as a context manager")
+            if (not self._buffer and not self._acked and self._last_issued == self._last_committed_seq
+                    and not self._drops_unsaved):
+                return 0
         try:
             return self._write()
         except sqlite3.DatabaseError as exc:
             if not _is_corruption(exc):
-                self._bound_buffer()
+                with self._lock:
+                    self._bound_buffer()
                 raise SpoolError(f"spool {self.path}: cannot write: {exc}; check free space and the disk") \
                     from None
-            self._recover(exc)
+            with self._lock:
+                self._recover(exc)
             return self._write()
 
     def _bound_buffer(self) -> None:
@@ -397,6 +427,7 @@ class Spool:
         del self._buffer[:n]
         self._count_drop(n, first_seq, last_seq, count)
         self._drops_unsaved = True
+        self._drops_version += 1
         log.warning("spool %s: the disk refuses writes and %d bytes wait in memory: dropped the %d oldest "
                     "records not yet on disk (seq %s..%s)", self.path, self.max_buffer_bytes, n, first_seq, last_seq)
 
@@ -419,17 +450,26 @@ class Spool:
                 "dropped_first_seq": first, "dropped_last_seq": last}
 
     def _write(self) -> int:
+        """One transaction, with ``_db_lock`` held. What it writes is taken from memory under ``_lock`` first
+        and settled under ``_lock`` after COMMIT; in between, add()/ack()/pending() go on. Until the commit,
+        the acknowledged ids it deletes stay in ``_acked_set`` (pending() skips them) and its rows are in
+        neither the buffer nor the database (backlog() counts them with ``_flushing_rows``)."""
         db = self._db
         assert db is not None and self._reservation is not None
-        rows = self._buffer
-        acked = self._acked
-        last = self._last_issued
-        if last > self._reservation.last_committed:
-            # The fsynced reservation must stay above every number that can become visible.
-            self._reservation.take(last + self.seq_reserve - self._reservation.last_issued)
-            self._reservation.commit()
-        db.execute("BEGIN IMMEDIATE")
+        with self._lock:
+            rows, self._buffer = self._buffer, []
+            rows_bytes, self._buffered_bytes = self._buffered_bytes, 0
+            acked, self._acked = self._acked, []
+            self._flushing_rows, self._flushing_acked = len(rows), len(acked)
+            last = self._last_issued
+            drops_version = self._drops_version
+            drop_meta = self._drop_meta() if self._drops_unsaved else None
         try:
+            if last > self._reservation.last_committed:
+                # The fsynced reservation must stay above every number that can become visible.
+                self._reservation.take(last + self.seq_reserve - self._reservation.last_issued)
+                self._reservation.commit()
+            db.execute("BEGIN IMMEDIATE")
             if rows:
                 db.executemany("INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             deleted = 0
@@ -437,27 +477,36 @@ class Spool:
                 deleted = db.executemany("DELETE FROM outbox WHERE id = ?", ((i,) for i in acked)).rowcount
             if last != self._last_committed_seq:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (last,))
-            if self._drops_unsaved:  # records dropped from memory while the disk refused writes
-                self._set_meta(self._drop_meta())
+            if drop_meta is not None:  # records dropped from memory (disk refusing writes, undeliverable)
+                self._set_meta(drop_meta)
             drop = self._apply_budget(db)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
+            with self._lock:  # nothing happened: everything waits for the next try
+                self._buffer[:0] = rows
+                self._buffered_bytes += rows_bytes
+                self._acked[:0] = acked
+                if self._dropping:  # pending() skipped them meanwhile: hand them out after all
+                    self._cursor = min(self._cursor, min(self._dropping) - 1)
+                self._dropping.clear()
+                self._flushing_rows = self._flushing_acked = 0
             raise
-        dropped = 0
-        if drop is not None:
-            dropped, first_seq, last_seq, _ = drop
-            self._count_drop(*drop)
-            log.warning("spool %s over its budget of %d bytes: dropped the %d oldest records (seq %s..%s)",
-                        self.path, self.max_bytes, dropped, first_seq, last_seq)
-        self._committed += len(rows) - deleted - dropped
-        self._last_committed_seq = last
-        self._buffer = []
-        self._buffered_bytes = 0
-        self._drops_unsaved = False
-        self._acked = []
-        self._acked_set.clear()
+        with self._lock:
+            dropped = 0
+            if drop is not None:
+                dropped, first_seq, last_seq, _ = drop
+                self._count_drop(*drop)
+                log.warning("spool %s over its budget of %d bytes: dropped the %d oldest records (seq %s..%s)",
+                            self.path, self.max_bytes, dropped, first_seq, last_seq)
+            self._committed += len(rows) - deleted - dropped
+            self._last_committed_seq = last
+            self._flushing_rows = self._flushing_acked = 0
+            self._acked_set.difference_update(acked)
+            self._dropping.clear()
+            if self._drops_version == drops_version:
+                self._drops_unsaved = False
         return len(rows)
 
     def _used_bytes(self, db: sqlite3.Connection) -> int:
@@ -482,18 +531,20 @@ class Spool:
             chunk: list[int] = []
             cur = db.execute("SELECT id, first_seq, last_seq, length(payload) + length(topic) FROM outbox "
                              "WHERE id > ? ORDER BY id", (after,))
-            for rid, fs, ls, size in cur:
-                after = rid
-                if rid in self._inflight:
-                    continue  # in the broker's hands already; its acknowledgement decides
-                chunk.append(rid)
-                if fs is not None:
-                    first_seq = fs if first_seq is None else min(first_seq, fs)
-                    last_seq = ls if last_seq is None else max(last_seq, ls)
-                    count += (ls if ls is not None else fs) - fs + 1
-                freed += size + _ROW_OVERHEAD
-                if freed >= excess:
-                    break
+            with self._lock:  # pending() must neither hand these out now nor have handed them out
+                for rid, fs, ls, size in cur:
+                    after = rid
+                    if rid in self._inflight or rid in self._acked_set:
+                        continue  # in the broker's hands already (its acknowledgement decides), or delivered
+                    chunk.append(rid)
+                    self._dropping.add(rid)
+                    if fs is not None:
+                        first_seq = fs if first_seq is None else min(first_seq, fs)
+                        last_seq = ls if last_seq is None else max(last_seq, ls)
+                        count += (ls if ls is not None else fs) - fs + 1
+                    freed += size + _ROW_OVERHEAD
+                    if freed >= excess:
+                        break
             cur.close()
             if not chunk:
                 break  # nothing left to drop
@@ -526,31 +577,43 @@ class Spool:
         if limit <= 0:
             return []
         with self._lock:
-            if self._db is None:
+            reader = self._reader
+            if reader is None:
                 raise SpoolError("spool is not open; call open() or use it as a context manager")
             # Handed-out and acknowledged ids lie at or below the cursor, except after a release() moved the
-            # cursor back: only those above it need skipping (and widen the LIMIT).
+            # cursor back: only those above it need skipping (and widen the LIMIT). The reader sees committed
+            # rows only, without waiting for a flush in progress; rows that flush deletes are skipped.
             cursor = self._cursor
-            skip = {i for i in self._inflight if i > cursor} | {i for i in self._acked_set if i > cursor}
+            skip = ({i for i in self._inflight if i > cursor} | {i for i in self._acked_set if i > cursor}
+                    | {i for i in self._dropping if i > cursor})
             try:
-                rows = self._db.execute(
+                rows = reader.execute(
                     "SELECT id, topic, payload, qos, retain, first_seq, last_seq FROM outbox WHERE id > ? "
                     "ORDER BY id LIMIT ?", (cursor, limit + len(skip))).fetchall()
+                damage = None
             except sqlite3.DatabaseError as exc:
                 if not _is_corruption(exc):
                     raise
-                self._recover(exc)
-                return []
-            out = []
-            for rid, topic, payload, qos, retain, fs, ls in rows:
-                if rid in skip:
-                    continue
-                out.append(SpoolRecord(rid, topic, payload, qos, bool(retain), fs, ls))
-                self._inflight.add(rid)
-                self._cursor = rid
-                if len(out) == limit:
-                    break
-            return out
+                damage = exc
+            if damage is None:
+                return self._hand_out(rows, skip, limit)
+        with self._db_lock, self._lock:  # (in lock order)
+            if self._reader is reader:  # not recovered meanwhile by a flush
+                self._recover(damage)
+        return []
+
+    def _hand_out(self, rows: list[tuple], skip: set[int], limit: int) -> list[SpoolRecord]:
+        """With ``_lock`` held: mark the rows read as in flight, in order."""
+        out = []
+        for rid, topic, payload, qos, retain, fs, ls in rows:
+            if rid in skip:
+                continue
+            out.append(SpoolRecord(rid, topic, payload, qos, bool(retain), fs, ls))
+            self._inflight.add(rid)
+            self._cursor = rid
+            if len(out) == limit:
+                break
+        return out
 
     def ack(self, record_ids: Iterable[int]) -> None:
         """The broker acknowledged these records: they are deleted at the next flush (batched)."""
@@ -575,6 +638,7 @@ class Spool:
             self._count_drop(1, fs, ls if fs is not None else None, count)
             self.events[-1][1]["reason"] = reason
             self._drops_unsaved = True  # the totals go to disk with the deletion
+            self._drops_version += 1
         log.error("spool %s: record %d (seq %s..%s, topic %s) dropped: %s", self.path, record.id, fs, ls,
                   record.topic, reason)
 
@@ -592,7 +656,11 @@ class Spool:
     def backlog(self) -> int:
         """Records stored or buffered and not yet acknowledged by the broker."""
         with self._lock:
-            return self._committed - len(self._acked) + len(self._buffer)
+            return self._backlog()
+
+    def _backlog(self) -> int:
+        return (self._committed - len(self._acked) - self._flushing_acked + len(self._buffer)
+                + self._flushing_rows)
 
     def drain_events(self) -> list[tuple[str, dict]]:
         """Take the queued events (also available as the ``events`` list)."""
@@ -609,13 +677,13 @@ class Spool:
                 except OSError:
                     pass
             used = 0
-            if self._db is not None:
+            if self._reader is not None:
                 try:
-                    used = self._used_bytes(self._db)
+                    used = self._used_bytes(self._reader)
                 except sqlite3.Error:
                     used = 0
             return {
-                "backlog": self._committed - len(self._acked) + len(self._buffer),
+                "backlog": self._backlog(),
                 "bytes": used,
                 "file_bytes": file_bytes,
                 "max_bytes": self.max_bytes,

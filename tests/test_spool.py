@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -416,3 +417,37 @@ def test_a_drop_is_counted_only_when_it_is_committed(tmp_path: Path) -> None:
     assert kind == "dropped" and detail["first_seq"] == 1 and stats["dropped_count"] == detail["count"]
     on_disk = sorted((first, last) for _, first, last in all_records(tmp_path / "spool.sqlite"))
     assert on_disk[0][0] == detail["last_seq"] + 1 and on_disk[-1][1] == stats["last_seq"] == 6500
+
+
+def test_a_flush_in_progress_does_not_hold_up_the_event_loop(tmp_path: Path) -> None:
+    """The gateway flushes in a worker thread so that a slow SD card (a commit, a WAL checkpoint's fsync)
+    does not hold up the event loop, where drivers read their ports, the gateway numbers and queues
+    records (issue/add) and the publisher hands out and acknowledges them (pending/ack). Those calls must
+    not wait for the flush's transaction."""
+    with Spool(tmp_path / "spool.sqlite", max_bytes=512 * MiB) as spool:
+        add_batch(spool, 10)
+        spool.flush()
+        [handed] = spool.pending(1)
+        big = b"x" * 200_000
+        for _ in range(300):  # 60 MB in one transaction: a flush that takes a while on any disk
+            first = spool.issue(1)
+            spool.add("fw/readings", big, first_seq=first, last_seq=first)
+        flusher = threading.Thread(target=spool.flush)
+        began = time.perf_counter()
+        flusher.start()
+        waits = []
+        while flusher.is_alive():
+            t0 = time.perf_counter()
+            add_batch(spool, 10)
+            spool.ack([handed.id])
+            spool.pending(5)
+            spool.backlog()
+            waits.append(time.perf_counter() - t0)
+            time.sleep(0.002)
+        took = time.perf_counter() - began
+        flusher.join()
+        assert took > 0.05, f"the flush took only {took * 1000:.0f} ms: not a test of anything"
+        assert len(waits) > 5 and max(waits) < took / 5, (
+            f"the loop's calls waited up to {max(waits) * 1000:.0f} ms during a {took * 1000:.0f} ms flush")
+        spool.flush()
+        assert spool.backlog() == 300 + len(waits)  # the 10-reading batches, the big ones; 1 acknowledged
