@@ -210,8 +210,9 @@ async def test_sigkill_the_count_never_goes_back_nor_jumps_beyond_what_the_devic
     values = [r.value for r in readings]
     assert values == sorted(values), "the count went backwards"
     for a, b in zip(readings, readings[1:], strict=False):
-        # never more than the device made in the time between the two readings (plus one part in flight)
-        assert b.value - a.value <= rate / 60 * (b.ts_ns - a.ts_ns) / 1e9 + 2, (a, b)
+        # never more than the device made in the time between the two readings (a few parts of slack: a
+        # reading is stamped when decoded, a little after the device was read)
+        assert b.value - a.value <= rate / 60 * (b.ts_ns - a.ts_ns) / 1e9 + 5, (a, b)
     # across the kill: the parts made while the gateway was dead are counted, not lost
     gap_s = (after[0].ts_ns - before[-1].ts_ns) / 1e9
-    assert after[0].value - before[-1].value >= rate / 60 * gap_s - 3
+    assert after[0].value - before[-1].value >= rate / 60 * gap_s - 5
