@@ -33,7 +33,9 @@ Usage::
 
 Additive extras beyond the shared contract: keyword arguments ``backoff_min``/``backoff_max`` (seconds
 between connection attempts), ``connect_timeout`` (seconds to wait for CONNACK); attributes ``protocol``
-(``"5"`` or ``"3.1.1"`` in use) and ``reconnects``; ``stats()`` also reports ``protocol`` and ``url``;
+(``"5"`` or ``"3.1.1"`` in use), ``reconnects`` and ``discarded_by_broker`` (records an MQTT 5 broker
+acknowledged with "no matching subscribers", i.e. threw away: logged once); ``stats()`` also reports them,
+``protocol`` and ``url``;
 ``presence_payload()`` builds the presence JSON; ``wait_drained(timeout)`` waits until the spool is empty
 (for shutdown and tests).
 """
@@ -66,6 +68,7 @@ _UNSUPPORTED_PROTOCOL = 0x84  # CONNACK "Unsupported protocol version" (3.1.1 co
 _BAD_CREDENTIALS = 0x86  # "Bad user name or password" (3.1.1 code 4)
 _NOT_AUTHORISED = 0x87  # "Not authorized" (3.1.1 code 5)
 _SERVER_UNAVAILABLE = 0x88
+_NO_MATCHING_SUBSCRIBERS = 0x10  # PUBACK: accepted, and thrown away at once
 
 
 _MQTT_MAX_PACKET = 268_435_460  # remaining length up to 268 435 455 bytes, plus the fixed header
@@ -303,6 +306,8 @@ class MqttPublisher:
         self.published = 0
         self.acked = 0
         self.reconnects = 0
+        self.discarded_by_broker = 0  # acknowledged with "no matching subscribers": nobody will get them
+        self._warned_discarded = False
         self._connections = 0
         self._inflight: dict[int, tuple[int, str]] = {}  # mid -> (spool record id, topic)
         self._session: _Session | None = None
@@ -536,7 +541,19 @@ class MqttPublisher:
         else:
             self.spool.ack([record_id])
             self.acked += 1
+            if getattr(reason, "value", None) == _NO_MATCHING_SUBSCRIBERS:
+                self._discarded(topic)
         self._wake.set()
+
+    def _discarded(self, topic: str) -> None:
+        """The broker took the record and threw it away: nobody subscribes (MQTT 5 tells, 3.1.1 does not)."""
+        self.discarded_by_broker += 1
+        if not self._warned_discarded:
+            self._warned_discarded = True
+            log.warning("the broker at %s:%s had no subscriber for %s and discarded it; records published while "
+                        "nobody subscribes are lost (is the bridge running, with its persistent session? "
+                        "docs/influxdb-schema.md); counted in discarded_by_broker", self.config.host,
+                        self.config.port, topic)
 
     def _end_session(self, session: _Session) -> None:
         if self._inflight:
@@ -572,5 +589,6 @@ class MqttPublisher:
             "acked": self.acked,
             "in_flight": len(self._inflight),
             "reconnects": self.reconnects,
+            "discarded_by_broker": self.discarded_by_broker,
             "last_error": self.last_error,
         }

@@ -136,7 +136,7 @@ async def test_subscriber_receives_every_record_in_order_while_new_data_arrives(
             assert await pub.wait_drained(15), pub.stats()
             stats = pub.stats()
             assert stats["connected"] and stats["protocol"] == "5" and stats["last_error"] == ""
-            assert stats["acked"] == stats["published"] >= 201
+            assert stats["acked"] == stats["published"] >= 201 and stats["discarded_by_broker"] == 0
             total = spool.last_seq
         assert task.done()
         assert spool.backlog() == 0
@@ -548,3 +548,19 @@ async def test_a_record_larger_than_the_broker_accepts_is_dropped_and_reported(m
     sub.wait(lambda: len(set(sub.readings_seqs())) >= 20)
     assert_complete_in_order(sub.readings_seqs(), [*range(1, 11), *range(1011, 1021)])
     sub.close()
+
+
+async def test_records_the_broker_had_no_subscriber_for_are_counted_and_said(mosquitto, tmp_path, caplog) -> None:
+    """With nobody subscribed (the bridge's persistent session expired, or never created), an MQTT 5 broker
+    acknowledges a message with "no matching subscribers" and throws it away; the spool then deletes it
+    too. The gateway cannot keep data for a consumer that may never come, but it must not be silent."""
+    with Spool(tmp_path / "spool.sqlite", max_bytes=64 * MiB) as spool:
+        add_batch(spool, 10)
+        add_batch(spool, 10)
+        spool.flush()
+        async with MqttPublisher(MqttConfig(url=mosquitto.url), TOPICS, spool, client_id="gw-test", **FAST) as pub:
+            asyncio.create_task(pub.run())
+            assert await pub.wait_drained(5), pub.stats()
+            assert pub.stats()["discarded_by_broker"] == 2
+    warnings = [r.getMessage() for r in caplog.records if "no subscriber" in r.getMessage()]
+    assert len(warnings) == 1 and "bridge" in warnings[0], warnings
