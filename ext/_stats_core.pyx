@@ -455,7 +455,7 @@ cdef void _chart_words(State* s, const double* pts, const Py_ssize_t* idx, const
     cdef uint64_t valid = (<uint64_t> 1 << m) - 1, fa, fb, fup, fdn, flip, fh2, fl2, fh1, fl1, fw, fs1, x
     cdef uint64_t r4a, r4b, c1, c2, c3, c4, word
     cdef uint64_t words[9]
-    cdef uint32_t rule_mask = s.rule_mask
+    cdef uint32_t rb, rule_mask = s.rule_mask
     cdef Py_ssize_t j, k
     last = _dup(s.prev)
     # Zone tests two points at a time (lane 0 the later point, so each 2-bit mask shifts straight into
@@ -549,12 +549,18 @@ cdef void _chart_words(State* s, const double* pts, const Py_ssize_t* idx, const
     c1 = _run8(fw)
     words[6] = c1 & (c1 >> 7)                                        # N7: 15 within 1 sigma
     words[7] = _run8(fs1)                                            # N8: 8 beyond 1 sigma
+    # One pass over the points where any enabled rule fired (one hard-to-predict loop, not nine).
+    word = 0
     for k in range(9):
-        word = words[k] & valid & -<uint64_t> ((rule_mask & _WORD_BITS[k]) != 0)
-        while word:
-            j = _ctz(word)
-            out[idx[m - 1 - j]] |= _WORD_BITS[k] & rule_mask
-            word &= word - 1
+        words[k] &= valid & -<uint64_t> ((rule_mask & _WORD_BITS[k]) != 0)
+        word |= words[k]
+    while word:
+        j = _ctz(word)
+        rb = 0
+        for k in range(9):
+            rb |= _WORD_BITS[k] * <uint32_t> ((words[k] >> j) & 1)
+        out[idx[m - 1 - j]] |= rb & rule_mask
+        word &= word - 1
 
     s.run_above = _trail(a, valid, m, s.run_above)
     s.run_below = _trail(b, valid, m, s.run_below)
