@@ -661,6 +661,7 @@ class Bridge:
         self.generation = 0
         self._worker: threading.Thread | None = None
         self._stopped = False
+        self._refused: dict[int, str] = {}  # mid -> why the broker refused a dead letter
         self.client = self._make_client()
 
     # MQTT ---------------------------------------------------------------------------------------------
@@ -682,6 +683,7 @@ class Bridge:
             "cannot reach the broker at %s; retrying", self.config.mqtt.url)
         client.on_message = self._on_message
         client.on_subscribe = lambda *a: self.subscribed.set()
+        client.on_publish = self._on_publish
         return client
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -699,6 +701,10 @@ class Bridge:
         if not self.stopping.is_set():
             log.warning("lost the broker (%s); reconnecting — unacknowledged messages will come again",
                         reason_code)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        if getattr(reason_code, "is_failure", False):  # MQTT 5: the broker took the dead letter but refused it
+            self._refused[mid] = str(reason_code)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         self.inbox.put(Incoming(msg.mid, msg.qos, msg.topic, bytes(msg.payload), bool(msg.retain),
@@ -928,6 +934,16 @@ class Bridge:
             info.wait_for_publish(timeout=5)
         except (ValueError, RuntimeError):
             pass
+        refused = self._refused.pop(info.mid, None) if info.is_published() else None
+        if refused is not None:
+            # Keeping the message unacknowledged would not bring it back (no reconnect is coming) and would
+            # hold one of the receive_maximum slots: say it loudly, with the payload, and go on.
+            excerpt = msg.payload[:500].decode("utf-8", errors="replace")
+            log.error("the broker refused the dead letter for %s (%s): check the ACL lets user %s write %s/#, "
+                      "or set bridge.dead_letter_file; %s; payload: %r", msg.topic, refused,
+                      self.config.mqtt.username or "(anonymous)", self.config.mqtt.dead_letter_topic,
+                      "kept in the dead-letter file" if in_file else "NOT kept anywhere else", excerpt)
+            return True
         if info.is_published() or in_file:
             return True
         log.error("dead letter for %s not delivered to the broker; leaving the message unacknowledged", msg.topic)

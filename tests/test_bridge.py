@@ -446,3 +446,25 @@ def test_a_message_the_database_refuses_is_a_gap_with_the_reason(mosquitto, vict
     assert gap == {"integrity_first_seq": [11], "integrity_last_seq": [11], "integrity_count": [1]}
     [letter] = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
     assert letter["reason"].startswith("InfluxDB rejected the data (400)")
+
+
+def test_a_dead_letter_the_broker_refuses_is_an_error_with_the_fix(mosquitto_factory, victoria, start_bridge,
+                                                                   tmp_path, caplog):
+    """An ACL that does not let the bridge write its dead-letter topic: MQTT 5 answers the dead letter with
+    "not authorised" — not a delivery. The bridge says so with the fix and the payload (it is kept nowhere
+    else when there is no dead-letter file), and carries on."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite floorwatch/v1/#\n")  # anonymous clients: no floorwatch/deadletter/#
+    broker = mosquitto_factory(f"acl_file {acl}\n")
+    publisher = Publisher(broker)
+    config = bridge_config(broker, victoria, tmp_path)
+    config = config.model_copy(update={"bridge": config.bridge.model_copy(update={"dead_letter_file": None})})
+    bridge = start_bridge(config)
+    publisher.send(TOPICS.readings, b"not json at all")
+    publisher.readings([1])
+    publisher.flush()
+    wait_until(lambda: stored_seqs(victoria) == [1], what="the valid reading after the invalid one")
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and "dead letter" in r.getMessage()]
+    assert errors and "refused" in errors[0] and "ACL" in errors[0] and "not json at all" in errors[0], errors
+    assert bridge.counters.dead_letters == 1
+    publisher.close()
