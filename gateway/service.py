@@ -951,6 +951,9 @@ class Gateway:
                 "last_error": (h.last_error if h else "") or inst.error,
                 "last_reject_reason": h.last_reject_reason if h else "",
                 "last_raw": h.last_raw.decode("latin-1") if h else "",
+                # what the driver knows beyond the counts: port settings, a hint for the technician, the
+                # instrument's last notice (battery low, busy, …), per-unit Modbus state
+                "extra": json.loads(json.dumps(h.extra, default=str)) if h else {},
                 "last_reading": None if last is None else {
                     "ts_ns": last.ts_ns, "value": _num(last.value), "unit": last.unit,
                     "status": last.status.value, "channel": last.channel},

@@ -99,6 +99,8 @@ def test_run_under_systemd_notify_status_and_clean_sigterm(mosquitto, tmp_path):
         assert "gateway plant/l1/gw-cli" in st.stdout
         assert re.search(r"caliper-1\s+mitutoyo \(sim normal\)\s+yes\s+\d+\s+0\s", st.stdout), st.stdout
         assert "spool: backlog" in st.stdout
+        # what the driver knows beyond the counts reaches the technician (port settings, hints, notices)
+        assert re.search(r"^  caliper-1: port settings: \d+ 8N1", st.stdout, re.M), st.stdout
         # --config finds the address in the configuration; --json gives the document
         js = floorwatch("status", "--config", str(config), "--json")
         assert js.returncode == 0 and '"characteristics"' in js.stdout

@@ -106,6 +106,12 @@ def render(s: dict[str, Any]) -> str:
                      "yes" if i["connected"] else "NO", str(i["frames_ok"]), str(i["frames_rejected"]), reading,
                      i.get("last_error") or ""])
     lines += _table(["name", "driver", "connected", "frames ok", "rejected", "last reading", "last error"], rows)
+    for i in s["instruments"]:
+        extra = i.get("extra") or {}
+        notes = [f"{label}: {extra[key]}" for key, label in
+                 (("settings", "port settings"), ("last_notice", "instrument says"), ("hint", "hint")) if extra.get(key)]
+        if notes:
+            lines.append(f"  {i['name']}: " + "; ".join(notes))
     lines += ["", "characteristics:"]
     rows = []
     for c in s["characteristics"]:
