@@ -32,6 +32,7 @@ import os
 import queue
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -137,6 +138,29 @@ class BridgeMqtt(_Strict):
     @property
     def subscription(self) -> str:
         return f"$share/{self.group}/{self.topic_filter}"
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context (None for mqtt://); :class:`ConfigError` naming the file that cannot be loaded."""
+        if not self.tls:
+            return None
+        try:
+            ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        except FileNotFoundError:
+            raise ConfigError(f"mqtt.ca_file: {self.ca_file} does not exist; give the PEM file of the CA that "
+                              "signed the broker's certificate") from None
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"mqtt.ca_file: {self.ca_file} is not a readable PEM CA certificate ({exc})") from None
+        if self.cert_file is not None:
+            try:
+                ctx.load_cert_chain(str(self.cert_file), str(self.key_file) if self.key_file else None)
+            except FileNotFoundError as exc:
+                raise ConfigError(f"mqtt.cert_file/key_file: {exc.filename or exc} does not exist") from None
+            except (ssl.SSLError, OSError) as exc:
+                raise ConfigError(f"mqtt.cert_file/key_file: cannot load the client certificate ({exc}); check "
+                                  "both are PEM and that the key belongs to the certificate") from None
+        if self.tls_insecure:  # as paho's tls_insecure_set: the host name is not checked, the chain still is
+            ctx.check_hostname = False
+        return ctx
 
     def password(self) -> str | None:
         if self.password_file is not None:
@@ -671,11 +695,9 @@ class Bridge:
                              protocol=mqtt.MQTTv5, manual_ack=True)
         if mc.username:
             client.username_pw_set(mc.username, mc.password())
-        if mc.tls:
-            client.tls_set(ca_certs=str(mc.ca_file) if mc.ca_file else None,
-                           certfile=str(mc.cert_file) if mc.cert_file else None,
-                           keyfile=str(mc.key_file) if mc.key_file else None)
-            client.tls_insecure_set(mc.tls_insecure)
+        ctx = mc.tls_context()
+        if ctx is not None:
+            client.tls_set_context(ctx)
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

@@ -124,3 +124,18 @@ linger = 0.01
     err = "".join(lines)
     assert proc.returncode == 0, err
     assert "stopped: 1 message(s), 50 point(s) written, 0 dead letter(s)" in err
+
+
+def test_tls_files_that_cannot_be_loaded_are_named_before_the_start(tmp_path, capsys):
+    """--check said "ok" for a CA file that does not exist, and the bridge then died with a traceback."""
+    path = write(tmp_path, '[mqtt]\nurl = "mqtts://broker:8883"\nca_file = "/nonexistent/ca.crt"\n')
+    assert main(["bridge", "--config", str(path), "--check"]) == 1
+    assert "mqtt.ca_file: /nonexistent/ca.crt does not exist" in capsys.readouterr().err
+    (tmp_path / "ca.crt").write_text("not a certificate\n")
+    (tmp_path / "key.pem").write_text("not a key\n")
+    path = write(tmp_path, f'[mqtt]\nurl = "mqtts://broker:8883"\nca_file = "{tmp_path / "ca.crt"}"\n'
+                           f'cert_file = "{tmp_path / "ca.crt"}"\nkey_file = "{tmp_path / "key.pem"}"\n')
+    assert main(["bridge", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"mqtt.ca_file: {tmp_path / 'ca.crt'} is not a readable PEM CA certificate" in err
+    assert "the bridge was not started" in err

@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
         specs = load_specs(config.bridge.gateway_configs)
         token = config.influxdb.token()
         password = config.mqtt.password()
+        config.mqtt.tls_context()  # CA, certificate and key files load
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
