@@ -468,3 +468,28 @@ def test_a_dead_letter_the_broker_refuses_is_an_error_with_the_fix(mosquitto_fac
     assert errors and "refused" in errors[0] and "ACL" in errors[0] and "not json at all" in errors[0], errors
     assert bridge.counters.dead_letters == 1
     publisher.close()
+
+
+def test_the_bridge_over_tls_with_a_client_certificate(mosquitto_factory, victoria, start_bridge, tmp_path):
+    """The bridge's TLS context (CA, client certificate) against a real TLS broker requiring certificates."""
+    from test_mqtt import issue_cert, tls_broker
+
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    broker, ca = tls_broker(mosquitto_factory, certs, require_client_cert=True)
+    cert, key = issue_cert(certs, ca, "bridge", server=False)
+    gw_cert, gw_key = issue_cert(certs, ca, "gw-01", server=False)
+    config = bridge_config(broker, victoria, tmp_path)
+    config = config.model_copy(update={"mqtt": config.mqtt.model_copy(update={
+        "url": f"mqtts://127.0.0.1:{broker.port}", "ca_file": certs / "plant-ca.pem", "cert_file": cert,
+        "key_file": key})})
+    start_bridge(config)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub.tls_set(ca_certs=str(certs / "plant-ca.pem"), certfile=str(gw_cert), keyfile=str(gw_key))
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    rows = [Reading(T0 + s, s, "caliper-1", "bore_diameter", 12.0, "mm") for s in range(1, 11)]
+    pub.publish(TOPICS.readings, json.dumps(encode_batch(rows)), qos=1).wait_for_publish(5)
+    pub.loop_stop()
+    pub.disconnect()
+    wait_until(lambda: stored_seqs(victoria) == list(range(1, 11)), what="10 readings over TLS")
