@@ -88,6 +88,8 @@ def test_long_streams_give_identical_bits_and_state(config, seed):
     mp = p.push_many(values, ok)
     assert np.array_equal(mc, mp)
     assert c.state() == p.state()
+    series = stats.RollingStats(**kw).push_many_series(values, ok)  # the same loop, writing figures too
+    assert np.array_equal(series["rules"], mp)
     if config.get("subgroup_size", 1) == 1 and config.get("sigma") == 1.0:
         fired = np.bitwise_or.reduce(mp)
         assert rules.names(fired & rules.RULE_MASK) == list(RULE_NAMES)  # every rule was exercised
