@@ -358,8 +358,9 @@ class SequenceTracker:
         """The gateway's numbering began again (reinstalled, state lost): forget what was seen."""
         gw = self.gateways.get(origin)
         if gw is not None:
+            # count 0: a reset loses nothing by itself (the dashboards sum "count" as records lost)
             self.pending.append(influx.integrity_point(origin, "reset", seq, gw.high, ts_ns, explained=False,
-                                                       message=f"numbering restarted: {why}"))
+                                                       message=f"numbering restarted: {why}", count=0))
             log.warning("%s/%s/%s: %s; sequence tracking restarts at %d", *_o(origin), why, seq)
         self.gateways[origin] = _Gateway(high=seq, newest_ns=ts_ns)
 
