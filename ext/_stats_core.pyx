@@ -20,7 +20,9 @@ points at once, records each point's zone tests as one bit per test in 64-bit wo
 "9 in a row", "2 of 3 beyond 2σ" and the rest with a few shifts and ANDs per word, then turns the words
 back into the same counters and registers (integer logic only, so nothing can round differently).
 ``_chart_point`` is the reference's per-point logic, kept for the states the words do not cover.
-tests/test_stats_wordwise.py holds both to the reference on long streams that fire every rule.
+The zone tests and the CUSUM's C+/C- run on pairs of doubles (``fw_v2``: SSE2 on x86-64, plain C
+elsewhere; per-lane IEEE operations, so the same results either way; ``PAIRS`` says which).
+tests/test_stats_wordwise.py holds all of this to the reference on long streams that fire every rule.
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
