@@ -885,7 +885,9 @@ class Bridge:
             if msg.qos > 0 and msg.generation == self.generation and id(msg) not in undelivered:
                 self.client.ack(msg.mid, msg.qos)
 
-    def _points(self, parsed: Parsed, msg: Incoming, seen: list[tuple[int, int]]) -> list[str]:
+    def _points(self, parsed: Parsed, msg: Incoming, seen: list[tuple[int, int]] | None = None) -> list[str]:
+        """The message's points; numbers marked as seen are appended to ``seen`` as (seq, ts_ns)."""
+        seen = [] if seen is None else seen
         origin = parsed.origin
         if parsed.presence is not None:
             p = parsed.presence
