@@ -529,8 +529,10 @@ class Spool:
             excess = used - target
             freed = 0
             chunk: list[int] = []
+            # Retained rows (the "active alert" copies: the broker's picture of the current state) are tiny
+            # and never dropped: without its emptying copy, a cleared alert would stay raised for ever.
             cur = db.execute("SELECT id, first_seq, last_seq, length(payload) + length(topic) FROM outbox "
-                             "WHERE id > ? ORDER BY id", (after,))
+                             "WHERE id > ? AND retain = 0 ORDER BY id", (after,))
             with self._lock:  # pending() must neither hand these out now nor have handed them out
                 for rid, fs, ls, size in cur:
                     after = rid

@@ -447,7 +447,29 @@ def test_a_flush_in_progress_does_not_hold_up_the_event_loop(tmp_path: Path) -> 
         took = time.perf_counter() - began
         flusher.join()
         assert took > 0.05, f"the flush took only {took * 1000:.0f} ms: not a test of anything"
-        assert len(waits) > 5 and max(waits) < took / 5, (
-            f"the loop's calls waited up to {max(waits) * 1000:.0f} ms during a {took * 1000:.0f} ms flush")
+        # Waiting for the transaction, the loop would get one turn in the whole flush; it gets many, each
+        # short (the median: a busy machine may stretch one turn or two).
+        median = sorted(waits)[len(waits) // 2]
+        assert len(waits) >= 10 and median < took / 10, (
+            f"{len(waits)} turns of the loop during a {took * 1000:.0f} ms flush, the median waiting "
+            f"{median * 1000:.1f} ms, the longest {max(waits) * 1000:.0f} ms")
         spool.flush()
         assert spool.backlog() == 300 + len(waits)  # the 10-reading batches, the big ones; 1 acknowledged
+
+
+def test_budget_keeps_the_retained_state_copies(tmp_path: Path) -> None:
+    """Retained rows are the broker's picture of the current state (``active/...``: an alert raised, then
+    emptied when it clears). They are tiny; dropping one for space would leave a cleared alert raised for
+    ever at the broker (its emptying copy gone) — so the budget drops data rows, never those."""
+    path = tmp_path / "s.sqlite"
+    with Spool(path, max_bytes=512 * 1024) as spool:
+        spool.add("fw/active/bore/out_of_spec", b'{"state":"raised"}', first_seq=None, last_seq=None, retain=True)
+        add_batch(spool, 200)
+        spool.add("fw/active/bore/out_of_spec", b"", first_seq=None, last_seq=None, retain=True)
+        for _ in range(60):  # well beyond the budget: the oldest data goes
+            add_batch(spool, 200)
+            spool.flush()
+        drops = [d for kind, d in spool.drain_events() if kind == "dropped"]
+        assert drops and drops[0]["first_seq"] == 1
+        retained = [(r.topic, r.payload) for r in spool.pending(1000) if r.retain]
+    assert retained == [("fw/active/bore/out_of_spec", b'{"state":"raised"}'), ("fw/active/bore/out_of_spec", b"")]
