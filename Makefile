@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: test lint demo bench dashboards test-arm64 clean system-packages
+.PHONY: test lint demo bench dashboards clean system-packages
 
 ## test: install what the tests need (Debian packages, a virtualenv with the package and its test extras), run them all
 test: system-packages $(STAMP)
@@ -37,9 +37,9 @@ bench: $(STAMP)
 dashboards: $(STAMP)
 	$(BIN)/python -m dashboards.generate --config gateway/example.toml --out dashboards
 
-## test-arm64: build and run the non-service tests in an arm64 Debian root under qemu (slow; see docs/deploy.md)
-test-arm64:
-	bash deploy/test-arm64.sh
+## test-arm64 / test-armhf: build and run the non-service tests in a Raspberry Pi architecture's Debian root
+## under qemu (slow, needs root; see docs/deploy.md)
+include deploy/test-arm64.mk
 
 clean:
 	rm -rf $(VENV) build *.egg-info edge/*.so .pytest_cache .hypothesis

@@ -242,7 +242,10 @@ def _coerce(kind: str, name: str, annotation: Any, value: Any) -> Any:
                 return math.nan
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError
-            return float(value)
+            value = float(value)
+            if not math.isfinite(value):  # 1e999 parses as infinity: undefined figures travel as null
+                raise ValueError
+            return value
         if ann == "int":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError
@@ -263,8 +266,8 @@ def _coerce(kind: str, name: str, annotation: Any, value: Any) -> Any:
             if value is not None and not isinstance(value, dict):
                 raise TypeError
             return value
-    except (TypeError, ValueError):
-        raise PayloadError(f"{kind} payload field {name!r}: {value!r} is not a valid {ann}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise PayloadError(f"{kind} payload field {name!r}: {value!r:.40} is not a valid {ann}") from None
     return value
 
 
@@ -274,10 +277,15 @@ def dumps(obj: Reading | StatsSnapshot | Alert | StatusEvent | Measurement) -> b
 
 def loads(payload: bytes | str) -> Reading | StatsSnapshot | Alert | StatusEvent | Measurement:
     try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = json.loads(payload, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise PayloadError(f"payload is not JSON: {exc}") from None
     return decode(data)
+
+
+def _no_constant(name: str) -> float:
+    # NaN and Infinity are not JSON; a writer that emits them would smuggle a non-number in as a number.
+    raise ValueError(f"{name} is not valid JSON (undefined figures are written as null)")
 
 
 # --- compact batch encoding for many readings in one message -------------------------------------------
@@ -326,8 +334,9 @@ def decode_batch(data: dict[str, Any]) -> list[Reading]:
             ts, seq, idx, value, status, part, lot = row
             if not all(isinstance(x, int) and not isinstance(x, bool) for x in (ts, seq, idx)):
                 raise TypeError("ts, seq and key index must be integers")
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-                raise TypeError("value must be a number or null")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                      or not math.isfinite(float(value))):
+                raise TypeError("value must be a finite number or null")
             if not 0 <= idx < len(keys):
                 raise IndexError(f"key index {idx} out of range")
             if part is not None and not isinstance(part, str) or lot is not None and not isinstance(lot, str):
@@ -346,6 +355,6 @@ def decode_batch(data: dict[str, Any]) -> list[Reading]:
                     lot=lot,
                 )
             )
-        except (TypeError, ValueError, IndexError) as exc:
+        except (TypeError, ValueError, IndexError, OverflowError) as exc:
             raise PayloadError(f"readings batch rows[{i}]: {exc}") from None
     return out

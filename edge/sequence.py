@@ -77,4 +77,10 @@ class SequenceCounter:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
+        # the rename itself must survive a power cut, or the old number could come back and be reused
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
         self._last_committed = self._last_issued

@@ -16,6 +16,8 @@ declare -A NEED=(
   [chromium]=chromium
   [openssl]=openssl
   [systemd-analyze]=systemd
+  [docker-compose]=docker-compose
+  [setpriv]=util-linux
 )
 
 missing=()

@@ -216,7 +216,7 @@ def test_invalid_payloads_are_dead_lettered(mosquitto, victoria, publisher, star
     reasons = {(x["topic"].removeprefix("floorwatch/deadletter/"), x["reason"]) for x in letters}
     assert (TOPICS.readings, "not a v1 'readings' batch payload") in reasons
     assert any(t == TOPICS.readings and r.startswith("payload is not JSON") for t, r in reasons)
-    assert any("rows[0]: value must be a number or null" in r for _, r in reasons)
+    assert any("rows[0]: value must be a finite number or null" in r for _, r in reasons)
     assert any(t.endswith("/stats/bore_diameter") and "carries 'reading' payloads" in r for t, r in reasons)
     assert any(t.endswith("/firmware/blob") and "unknown topic kind 'firmware'" in r for t, r in reasons)
     assert any(t == TOPICS.status and "'asleep' is not 'online' or 'offline'" in r for t, r in reasons)

@@ -95,6 +95,13 @@ def test_alert_and_status_round_trip():
          b' "value": true, "unit": "mm"}', "'value': True is not a valid float"),
         (b'{"v": 1, "type": "reading", "ts_ns": 1, "seq": 1, "instrument": "i", "characteristic": "c",'
          b' "value": 1.0, "unit": "mm", "colour": "red"}', "unknown field(s) ['colour']"),
+        (b'{"v": 1, "type": "reading", "ts_ns": 1, "seq": 1, "instrument": "i", "characteristic": "c",'
+         b' "value": NaN, "unit": "mm"}', "NaN is not valid JSON"),
+        (b'{"v": 1, "type": "reading", "ts_ns": 1, "seq": 1, "instrument": "i", "characteristic": "c",'
+         b' "value": 1e999, "unit": "mm"}', "'value': inf is not a valid float"),
+        (b'{"v": 1, "type": "reading", "ts_ns": 1, "seq": 1, "instrument": "i", "characteristic": "c",'
+         b' "value": 1' + b'0' * 400 + b', "unit": "mm"}', "'value': 1000000000000000000000000000000000000000"),
+        (b'[' * 100_000 + b']' * 100_000, "not JSON"),
     ],
 )
 def test_bad_payloads_are_rejected_with_the_reason(payload, message):
@@ -109,8 +116,13 @@ def test_bad_payloads_are_rejected_with_the_reason(payload, message):
         ({"v": 1, "type": "readings", "keys": [["i", "c", "mm"]], "rows": [[1, 2, 5, 1.0, "ok", None, None]]},
          "rows[0]: key index 5 out of range"),
         ({"v": 1, "type": "readings", "keys": [["i", "c", "mm"]], "rows": [[1, 2, 0, "x", "ok", None, None]]},
-         "rows[0]: value must be a number"),
+         "rows[0]: value must be a finite number"),
         ({"v": 1, "type": "readings", "keys": [["i", "c", "mm"]], "rows": [[1, 2, 0]]}, "rows[0]"),
+        ({"v": 1, "type": "readings", "keys": [["i", "c", "mm"]], "rows": [[1, 2, 0, 10**400, "ok", None, None]]},
+         "rows[0]"),
+        ({"v": 1, "type": "readings", "keys": [["i", "c", "mm"]], "rows": [[1, 2, 0, float("inf"), "ok", None,
+                                                                               None]]},
+         "rows[0]: value must be a finite number or null"),
         ({"v": 1, "type": "reading"}, "not a v1 'readings' batch"),
     ],
 )

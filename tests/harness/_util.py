@@ -15,6 +15,8 @@ PACKAGES = {
     "mosquitto": "mosquitto",
     "mosquitto_sub": "mosquitto-clients",
     "mosquitto_pub": "mosquitto-clients",
+    "mosquitto_passwd": "mosquitto",
+    "docker-compose": "docker-compose",
     "influxd": "influxdb",
     "victoria-metrics": "victoria-metrics",
     "socat": "socat",
