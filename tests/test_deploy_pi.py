@@ -312,10 +312,14 @@ def test_grafana_datasource_token_variable_is_the_one_compose_provides(name):
 def test_cloud_bridge_config_is_accepted_by_the_bridge(tmp_path):
     """deploy/cloud/bridge.toml passes 'floorwatch bridge --check' once its container paths exist."""
     text = (CLOUD / "bridge.toml").read_text()
-    for container_path in ("/etc/floorwatch/ca.crt", "/run/floorwatch-tokens/write.token"):
+    # the check loads the CA for real: use one made by the shipped script
+    subprocess.run(["sh", str(CLOUD / "gen-certs.sh"), "--out", str(tmp_path / "certs"), "--server", "mosquitto"],
+                   check=True, capture_output=True, timeout=60)
+    for container_path, local in (("/etc/floorwatch/ca.crt", tmp_path / "certs" / "ca.crt"),
+                                  ("/run/floorwatch-tokens/write.token", tmp_path / "write.token")):
         assert container_path in text
-        local = tmp_path / Path(container_path).name
-        local.write_text("x\n")
+        if not local.exists():
+            local.write_text("a-token\n")
         text = text.replace(container_path, str(local))
     text = text.replace("/var/lib/floorwatch/", f"{tmp_path}/").replace("/var/log/floorwatch/", f"{tmp_path}/")
     conf = tmp_path / "bridge.toml"
