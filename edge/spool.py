@@ -425,19 +425,21 @@ class Spool:
                 count += (ls if ls is not None else fs) - fs + 1
             n += 1
         del self._buffer[:n]
-        self._count_drop(n, first_seq, last_seq, count)
+        self._count_drop(n, first_seq, last_seq, count,
+                         reason="the disk refuses writes and the memory buffer is full")
         self._drops_unsaved = True
         self._drops_version += 1
         log.warning("spool %s: the disk refuses writes and %d bytes wait in memory: dropped the %d oldest "
                     "records not yet on disk (seq %s..%s)", self.path, self.max_buffer_bytes, n, first_seq, last_seq)
 
-    def _count_drop(self, records: int, first_seq: int | None, last_seq: int | None, count: int) -> None:
+    def _count_drop(self, records: int, first_seq: int | None, last_seq: int | None, count: int,
+                    reason: str = "disk budget full") -> None:
         """Count a drop that happened (committed, or records gone from memory) and queue its report."""
         totals = self._drop_meta(records, first_seq, last_seq, count)
         self._dropped_records, self._dropped_count = totals["dropped_records"], totals["dropped_count"]
         self._dropped_first, self._dropped_last = totals["dropped_first_seq"], totals["dropped_last_seq"]
         self.events.append(("dropped", {"first_seq": first_seq, "last_seq": last_seq, "count": count,
-                                        "records": records}))
+                                        "records": records, "reason": reason}))
 
     def _drop_meta(self, records: int = 0, first_seq: int | None = None, last_seq: int | None = None,
                    count: int = 0) -> dict[str, Any]:
@@ -637,8 +639,7 @@ class Spool:
             self._acked.append(record.id)
             fs, ls = record.first_seq, record.last_seq
             count = 0 if fs is None else (ls if ls is not None else fs) - fs + 1
-            self._count_drop(1, fs, ls if fs is not None else None, count)
-            self.events[-1][1]["reason"] = reason
+            self._count_drop(1, fs, ls if fs is not None else None, count, reason=reason)
             self._drops_unsaved = True  # the totals go to disk with the deletion
             self._drops_version += 1
         log.error("spool %s: record %d (seq %s..%s, topic %s) dropped: %s", self.path, record.id, fs, ls,

@@ -839,7 +839,8 @@ class Gateway:
             if kind == "dropped":
                 self.dropped_total += int(detail.get("count", 0))
                 self.status_event("spool", "dropped",
-                                  f"disk budget full: dropped {detail.get('count')} oldest readings "
+                                  f"{detail.get('reason') or 'disk budget full'}: dropped {detail.get('records')} "
+                                  f"record(s) carrying {detail.get('count')} numbered item(s) "
                                   f"(seq {detail.get('first_seq')}..{detail.get('last_seq')})", dict(detail))
                 self.events.error("spool_dropped", **{k: v for k, v in detail.items()},
                                   fix="raise spool.max_bytes or restore the broker connection")
