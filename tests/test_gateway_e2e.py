@@ -444,6 +444,7 @@ async def test_disk_budget_exceeded_drops_oldest_and_reports_it(mosquitto_factor
     drops = [e for e in seen if e.subject == "spool" and e.state == "dropped"]
     assert drops, gw.events.stream.getvalue()[-2000:]
     assert drops[0].detail["count"] > 0 and drops[0].detail["first_seq"] >= 1
+    assert drops[0].message.startswith("disk budget full: dropped ") and drops[0].detail["reason"] == "disk budget full"
     status = gw.status()
     assert status["spool"]["dropped_count"] > 0 and status["spool"]["bytes"] <= 1024**2
     assert "event=spool_dropped" in gw.events.stream.getvalue()
