@@ -180,7 +180,8 @@ function render(s) {
     [i.name], [i.driver + (i.simulate ? " (simulated: " + i.simulate + ")" : "")],
     [i.connected ? "yes" : "no", i.connected ? "ok" : "bad"], [fmt(i.frames_ok), "num"],
     [fmt(i.frames_rejected), "num " + (i.frames_rejected ? "warn" : "")],
-    [i.last_reading ? fmt(i.last_reading.value) + " " + i.last_reading.unit + " " + i.last_reading.status : "–"],
+    [i.last_reading ? fmt(i.last_reading.value) + " " + i.last_reading.unit + " " + i.last_reading.status
+      + (i.last_reading.channel ? " [" + i.last_reading.channel + "]" : "") : "–"],
     [[i.last_error, (i.extra || {}).last_notice && "instrument says: " + i.extra.last_notice,
       (i.extra || {}).hint && "hint: " + i.extra.hint].filter(Boolean).join(" — ")]]));
   fill("alerts", s.alerts.map(a => [[a.subject], [a.kind], [a.severity, a.severity === "critical" ? "bad" : "warn"], [a.message]]));
