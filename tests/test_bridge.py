@@ -443,9 +443,15 @@ def test_a_message_the_database_refuses_is_a_gap_with_the_reason(mosquitto, vict
     wait_until(lambda: set(stored_seqs(victoria)) == {*range(1, 11), *range(12, 21)}, what="the 19 readings")
     wait_until(lambda: bridge.counters.dead_letters == 1, what="the refused message dead-lettered")
     wait_until(lambda: bridge.tracker.gaps == 1, what="a gap report for the refused record")
-    gap = {s["metric"]["__name__"]: s["values"]
-           for s in victoria.export('{__name__=~"integrity_(first_seq|last_seq|count)", kind="gap"}')}
-    assert gap == {"integrity_first_seq": [11], "integrity_last_seq": [11], "integrity_count": [1]}
+
+    def gap() -> dict:
+        return {s["metric"]["__name__"]: s["values"]
+                for s in victoria.export('{__name__=~"integrity_(first_seq|last_seq|count)", kind="gap"}')}
+
+    # the gap point is written with the bridge's next batch: wait for it rather than race it
+    expected = {"integrity_first_seq": [11], "integrity_last_seq": [11], "integrity_count": [1]}
+    wait_until(lambda: gap() == expected, what="the gap point in the database")
+    assert gap() == expected
     [letter] = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
     assert letter["reason"].startswith("InfluxDB rejected the data (400)")
 
