@@ -217,8 +217,11 @@ class SerialLink:
             if proto.lost is not None:
                 raise PortLost(_why(proto.lost))
             proto._wake.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel that arrives as the
+            # wait completes, and the driver would then never stop
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proto._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await proto._wake.wait()
             if not proto.frames:
                 if proto.lost is not None:
                     raise PortLost(_why(proto.lost))

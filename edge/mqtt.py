@@ -342,7 +342,8 @@ class MqttPublisher:
             while self._inflight and asyncio.get_running_loop().time() < deadline and not session.closed.done():
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 0.1)
+                    async with asyncio.timeout(0.1):  # not wait_for: it can swallow a cancel on 3.11
+                        await self._wake.wait()
             # ... then say goodbye: retained "offline", and a clean DISCONNECT (the broker drops the will).
             info = session.client.publish(self.topics.status, presence_payload("offline", self.clock.now_ns(),
                                                                                self.version), qos=1, retain=True)
@@ -350,7 +351,8 @@ class MqttPublisher:
                 await asyncio.to_thread(info.wait_for_publish, 2.0)
             session.client.disconnect()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(session.closed), 2.0)
+                async with asyncio.timeout(2.0):
+                    await asyncio.shield(session.closed)
         self._end_session(session)
         await session.join()
 
@@ -407,7 +409,8 @@ class MqttPublisher:
         self._session = session
         session.start()
         try:
-            await asyncio.wait_for(asyncio.shield(session.connack), self.connect_timeout)
+            async with asyncio.timeout(self.connect_timeout):
+                await asyncio.shield(session.connack)
         except TimeoutError:
             await session.join(1.0)
             raise ConnectError(f"no CONNACK from the broker at {self.config.host}:{self.config.port} within "
@@ -509,7 +512,8 @@ class MqttPublisher:
                     self._inflight[info.mid] = (rec.id, rec.topic)
                     self.published += 1
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 0.5)
+                async with asyncio.timeout(0.5):
+                    await self._wake.wait()
         if not session.closed.done():
             return
         reason = session.closed.result()

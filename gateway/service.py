@@ -1112,7 +1112,8 @@ class Gateway:
         while not stop.is_set():
             timeout = max(0.0, min(next_flush, next_tick) - clock.monotonic())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on Python 3.11
+                    await stop.wait()
             now = clock.monotonic()
             # separately: a failing check must not stop the spool from being written, nor the reverse
             if now >= next_tick:

@@ -52,14 +52,16 @@ class StatusServer:
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self._server.wait_closed()
             self._server = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
                 try:
-                    request = await asyncio.wait_for(self._read_request(reader), REQUEST_TIMEOUT)
+                    async with asyncio.timeout(REQUEST_TIMEOUT):
+                        request = await self._read_request(reader)
                 except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                     return
                 if request is None:
