@@ -16,6 +16,7 @@ import difflib
 import math
 import os
 import re
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
@@ -57,8 +58,13 @@ def parse_size(value: int | str) -> int:
     raise ValueError(f"{value!r} is not a size; write bytes as an integer or e.g. \"512 MiB\", \"2 GB\"")
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """Configuration tables: unknown keys are errors (a typo never goes unnoticed), values are frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+_Strict = StrictModel
 
 
 class GatewayIdentity(_Strict):
@@ -178,22 +184,22 @@ class CharacteristicConfig(_Strict):
         return self
 
 
-class MqttConfig(_Strict):
+class BrokerSettings(_Strict):
+    """How to reach and authenticate with an MQTT broker: shared by the gateway's [mqtt] and the bridge's."""
+
     url: str = Field("mqtt://localhost:1883", description="mqtt://host:port or mqtts://host:port (TLS)")
     topic_prefix: str = Field("floorwatch/v1", pattern=r"^[^#+\s]+[^/#+\s]$")
-    client_id: str | None = None
-    protocol: Literal["auto", "5", "3.1.1"] = "auto"
-    qos: Literal[0, 1] = 1
     keepalive: int = Field(30, ge=5, le=3600)
     username: str | None = None
     password_file: Path | None = None
     password_env: str | None = None
     ca_file: Path | None = Field(None, description="CA certificate for the broker; system CAs if omitted")
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    tls_insecure: bool = Field(False, description="Skip broker certificate verification (never in production)")
-    max_batch: int = Field(500, ge=1, le=10_000, description="Readings per MQTT message at most")
-    max_inflight: int = Field(20, ge=1, le=1000)
+    cert_file: Path | None = Field(None, description="Client certificate (PEM), for brokers that require one")
+    key_file: Path | None = Field(None, description="Key of the client certificate (PEM)")
+    tls_insecure: bool = Field(
+        False, description="Do not check that the broker's certificate names its host (the chain is still "
+        "verified); for a broker reached by an address its certificate does not name. Never in production"
+    )
 
     @field_validator("url")
     @classmethod
@@ -220,7 +226,7 @@ class MqttConfig(_Strict):
         return urlsplit(self.url).port or (8883 if self.tls else 1883)
 
     @model_validator(mode="after")
-    def _secrets(self) -> MqttConfig:
+    def _secrets(self) -> BrokerSettings:
         if self.password_file is not None and self.password_env is not None:
             raise _KeyError("password_file", "give password_file or password_env, not both")
         if (self.password_file or self.password_env) and not self.username:
@@ -234,13 +240,49 @@ class MqttConfig(_Strict):
     def password(self) -> str | None:
         """Read the password at connect time, so that it never sits in the configuration file."""
         if self.password_file is not None:
-            return self.password_file.read_text().strip()
+            try:
+                return self.password_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"mqtt.password_file: cannot read {self.password_file}: {exc.strerror or exc}; "
+                                  "create it (one line, the password) readable by the service's user") from None
         if self.password_env is not None:
             value = os.environ.get(self.password_env)
             if value is None:
                 raise ConfigError(f"mqtt.password_env: environment variable {self.password_env} is not set")
             return value
         return None
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context (None for mqtt://), verifying the broker; :class:`ConfigError` naming the file that
+        cannot be loaded."""
+        if not self.tls:
+            return None
+        try:
+            ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        except FileNotFoundError:
+            raise ConfigError(f"mqtt.ca_file: {self.ca_file} does not exist; give the PEM file of the CA that "
+                              "signed the broker's certificate") from None
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"mqtt.ca_file: {self.ca_file} is not a readable PEM CA certificate ({exc})") from None
+        if self.cert_file is not None:
+            try:
+                ctx.load_cert_chain(str(self.cert_file), str(self.key_file) if self.key_file else None)
+            except FileNotFoundError as exc:
+                raise ConfigError(f"mqtt.cert_file/key_file: {exc.filename or exc} does not exist") from None
+            except (ssl.SSLError, OSError) as exc:
+                raise ConfigError(f"mqtt.cert_file/key_file: cannot load the client certificate ({exc}); check "
+                                  "both are PEM and that the key belongs to the certificate") from None
+        if self.tls_insecure:  # as paho's tls_insecure_set: the host name is not checked, the chain still is
+            ctx.check_hostname = False
+        return ctx
+
+
+class MqttConfig(BrokerSettings):
+    client_id: str | None = None
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    qos: Literal[0, 1] = 1
+    max_batch: int = Field(500, ge=1, le=10_000, description="Readings per MQTT message at most")
+    max_inflight: int = Field(20, ge=1, le=1000)
 
 
 class SpoolConfig(_Strict):

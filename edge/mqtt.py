@@ -460,36 +460,19 @@ class MqttPublisher:
                 password = cfg.password()
             except ConfigError as exc:
                 raise ConnectError(str(exc)) from None
-            except OSError as exc:
-                raise ConnectError(f"mqtt.password_file: cannot read {cfg.password_file}: {exc.strerror}; "
-                                   "create it (one line, the password) readable by the gateway's user") from None
             client.username_pw_set(cfg.username, password)
         will = presence_payload("offline", self.clock.now_ns(), self.version)
         client.will_set(self.topics.status, will, qos=1, retain=True)
         return client
 
     def _tls_context(self) -> ssl.SSLContext:
-        cfg = self.config
         try:
-            ctx = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
-        except FileNotFoundError:
-            raise ConnectError(f"mqtt.ca_file: {cfg.ca_file} does not exist; give the path of the PEM file of "
-                               "the CA that signed the broker's certificate") from None
-        except (ssl.SSLError, OSError) as exc:
-            raise ConnectError(f"mqtt.ca_file: {cfg.ca_file} is not a readable PEM CA certificate ({exc})") \
-                from None
-        if cfg.cert_file is not None:
-            try:
-                ctx.load_cert_chain(str(cfg.cert_file), str(cfg.key_file) if cfg.key_file else None)
-            except FileNotFoundError as exc:
-                raise ConnectError(f"mqtt.cert_file/key_file: {exc.filename or exc} does not exist") from None
-            except (ssl.SSLError, OSError) as exc:
-                raise ConnectError(f"mqtt.cert_file/key_file: cannot load the client certificate ({exc}); "
-                                   "check both are PEM and that the key belongs to the certificate") from None
-        if cfg.tls_insecure:
-            log.warning("mqtt.tls_insecure is set: the broker's certificate is NOT verified")
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
+            ctx = self.config.tls_context()
+        except ConfigError as exc:
+            raise ConnectError(str(exc)) from None
+        assert ctx is not None  # only called for mqtts://
+        if self.config.tls_insecure:
+            log.warning("mqtt.tls_insecure is set: the broker's host name is NOT checked against its certificate")
         return ctx
 
     async def _publish_until_closed(self, session: _Session) -> None:

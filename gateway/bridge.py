@@ -32,7 +32,6 @@ import os
 import queue
 import re
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -44,10 +43,18 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge import influx, topics
-from edge.config import NAME_PATTERN, ConfigError, load_config, read_toml, validate
+from edge.config import (
+    NAME_PATTERN,
+    BrokerSettings,
+    ConfigError,
+    StrictModel,
+    load_config,
+    read_toml,
+    validate,
+)
 from edge.influx import InfluxTarget, InfluxWriter, Origin, Spec, WriteAborted, WriteRejected
 from edge.model import Alert, PayloadError, Reading, StatsSnapshot, StatusEvent, decode, decode_batch
 
@@ -57,42 +64,16 @@ log = logging.getLogger("floorwatch.bridge")
 # --- configuration ------------------------------------------------------------------------------------
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-
-class BridgeMqtt(_Strict):
-    url: str = Field("mqtt://localhost:1883", description="mqtt://host:port or mqtts://host:port (TLS)")
+class BridgeMqtt(BrokerSettings):
     client_id: str = Field(
         default_factory=lambda: f"floorwatch-bridge-{socket.gethostname()}",
         description="Stable per instance: the broker keeps this session's messages while the bridge is away",
     )
     group: str = Field("floorwatch-bridge", pattern=r"^[^/#+\s]+$", description="Shared-subscription group")
-    topic_prefix: str = Field("floorwatch/v1", pattern=r"^[^#+\s]+[^/#+\s]$")
     gateways: str = Field("+/+/+", description="site/line/gateway filter under the prefix, e.g. 'dongguan-2/+/+'")
-    keepalive: int = Field(30, ge=5, le=3600)
     session_expiry: int = Field(7 * 24 * 3600, ge=60, description="Seconds the broker keeps the session")
     receive_maximum: int = Field(100, ge=1, le=65535, description="Unacknowledged messages in flight to us")
     dead_letter_topic: str = Field("floorwatch/deadletter", pattern=r"^[^#+\s]+[^/#+\s]$")
-    username: str | None = None
-    password_file: Path | None = None
-    password_env: str | None = None
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    tls_insecure: bool = False
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
-            raise ValueError(f"{url!r} is not a broker URL; write mqtt://host:1883 or mqtts://host:8883")
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError:
-            raise ValueError(f"{url!r} has an invalid port") from None
-        return url
 
     @field_validator("gateways")
     @classmethod
@@ -103,33 +84,13 @@ class BridgeMqtt(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _checks(self) -> BridgeMqtt:
-        if self.password_file is not None and self.password_env is not None:
-            raise ValueError("give password_file or password_env, not both")
-        if (self.password_file or self.password_env) and not self.username:
-            raise ValueError("a password is configured but no username")
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("a client certificate needs both cert_file and key_file")
-        if (self.ca_file or self.cert_file) and not self.tls:
-            raise ValueError("TLS files are set but the url is not mqtts://; use mqtts://host:8883")
+    def _dead_letters_outside(self) -> BridgeMqtt:
         if mqtt.topic_matches_sub(self.topic_filter, self.dead_letter_topic + "/x/y/z/readings"):
             raise ValueError(
                 f"dead_letter_topic {self.dead_letter_topic!r} lies under the subscription "
                 f"{self.topic_filter!r}: dead letters would come back; choose a topic outside it"
             )
         return self
-
-    @property
-    def tls(self) -> bool:
-        return urlsplit(self.url).scheme in ("mqtts", "ssl")
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or "localhost"
-
-    @property
-    def port(self) -> int:
-        return urlsplit(self.url).port or (8883 if self.tls else 1883)
 
     @property
     def topic_filter(self) -> str:
@@ -139,41 +100,8 @@ class BridgeMqtt(_Strict):
     def subscription(self) -> str:
         return f"$share/{self.group}/{self.topic_filter}"
 
-    def tls_context(self) -> ssl.SSLContext | None:
-        """The TLS context (None for mqtt://); :class:`ConfigError` naming the file that cannot be loaded."""
-        if not self.tls:
-            return None
-        try:
-            ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
-        except FileNotFoundError:
-            raise ConfigError(f"mqtt.ca_file: {self.ca_file} does not exist; give the PEM file of the CA that "
-                              "signed the broker's certificate") from None
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(f"mqtt.ca_file: {self.ca_file} is not a readable PEM CA certificate ({exc})") from None
-        if self.cert_file is not None:
-            try:
-                ctx.load_cert_chain(str(self.cert_file), str(self.key_file) if self.key_file else None)
-            except FileNotFoundError as exc:
-                raise ConfigError(f"mqtt.cert_file/key_file: {exc.filename or exc} does not exist") from None
-            except (ssl.SSLError, OSError) as exc:
-                raise ConfigError(f"mqtt.cert_file/key_file: cannot load the client certificate ({exc}); check "
-                                  "both are PEM and that the key belongs to the certificate") from None
-        if self.tls_insecure:  # as paho's tls_insecure_set: the host name is not checked, the chain still is
-            ctx.check_hostname = False
-        return ctx
 
-    def password(self) -> str | None:
-        if self.password_file is not None:
-            return _read_secret(self.password_file, "mqtt.password_file")
-        if self.password_env is not None:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError(f"mqtt.password_env: environment variable {self.password_env} is not set")
-            return value
-        return None
-
-
-class BridgeInflux(_Strict):
+class BridgeInflux(StrictModel):
     url: str = Field("http://localhost:8086", description="InfluxDB 2.x/3.x, or 1.8+ (compatibility API)")
     org: str = Field("-", description="Organisation (2.x); '-' for InfluxDB 1.8 and 3.x")
     bucket: str = Field("floorwatch", description="Bucket (2.x), database (3.x), 'database/rp' (1.8)")
@@ -212,13 +140,13 @@ class BridgeInflux(_Strict):
         return ""  # InfluxDB 1.x without authentication, VictoriaMetrics
 
 
-class BridgeSequence(_Strict):
+class BridgeSequence(StrictModel):
     gap_grace: float = Field(10.0, ge=0, le=3600, description="Seconds a missing number may still arrive")
     reset_window: int = Field(1_000_000, ge=1000, description="A number this far below the highest = restart")
     state_file: Path | None = Field(None, description="Keep sequence state across bridge restarts")
 
 
-class BridgeSection(_Strict):
+class BridgeSection(StrictModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     dead_letter_file: Path | None = Field(None, description="Also append dead letters here (JSON lines)")
     gateway_configs: list[Path] = Field(
@@ -226,7 +154,7 @@ class BridgeSection(_Strict):
     )
 
 
-class BridgeConfig(_Strict):
+class BridgeConfig(StrictModel):
     bridge: BridgeSection = Field(default_factory=BridgeSection)
     mqtt: BridgeMqtt = Field(default_factory=BridgeMqtt)
     influxdb: BridgeInflux = Field(default_factory=BridgeInflux)
