@@ -123,6 +123,8 @@ class EventLog:
         self.clock = clock
         self.timestamps = timestamps
         self._last: dict[tuple[str, str], tuple[float, int]] = {}
+        # logger name -> (handlers, level, propagate) before attach(), for detach()
+        self._attached: dict[str, tuple[list[logging.Handler], int, bool]] = {}
 
     def _write(self, line: str) -> None:
         stream = self.stream if self.stream is not None else sys.stderr
@@ -169,10 +171,21 @@ class EventLog:
         handler = _EventLogHandler(self)
         for name in loggers:
             logger = logging.getLogger(name)
+            self._attached.setdefault(name, (list(logger.handlers), logger.level, logger.propagate))
             logger.handlers[:] = [h for h in logger.handlers if not isinstance(h, _EventLogHandler)]
             logger.addHandler(handler)
             logger.setLevel(min(self.threshold, logging.WARNING) if name == "paho" else self.threshold)
             logger.propagate = False
+
+    def detach(self) -> None:
+        """Give the library loggers back as they were (a process that runs a gateway and then goes on,
+        e.g. the tests, must not keep its logging rerouted)."""
+        for name, (handlers, level, propagate) in self._attached.items():
+            logger = logging.getLogger(name)
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+        self._attached.clear()
 
     def info(self, name: str, **fields: Any) -> None:
         self.event("info", name, **fields)
@@ -1257,5 +1270,7 @@ def run_gateway(config: GatewayConfig, **kwargs: Any) -> int:
             gw.events.error("gateway_failed", error=f"{type(exc).__name__}: {exc}",
                             where=" <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames)))
             return 1
+        finally:
+            gw.events.detach()
 
     return asyncio.run(main())

@@ -458,7 +458,7 @@ async def test_disk_budget_exceeded_drops_oldest_and_reports_it(mosquitto_factor
     sub.close()
 
 
-async def test_wrong_credentials_clear_error_and_data_kept(mosquitto_factory, tmp_path):
+async def test_wrong_credentials_clear_error_and_data_kept(mosquitto_factory, tmp_path, request):
     from gateway.service import EventLog, Gateway
     from harness._util import require_binary
 
@@ -477,6 +477,7 @@ async def test_wrong_credentials_clear_error_and_data_kept(mosquitto_factory, tm
     gw = Gateway(_service_config(tmp_path, broker.url, mqtt={"username": "gw", "password_file": str(secret)}),
                  events=EventLog(stream=out, timestamps=False))
     gw.events.attach("edge")
+    request.addfinalizer(gw.events.detach)  # the edge loggers go back to the test's capture afterwards
     stop = asyncio.Event()
     task = asyncio.create_task(gw.run(stop))
     await wait_async(lambda: gw.publisher is not None and gw.publisher.last_error, 15, "a broker error")

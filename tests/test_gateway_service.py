@@ -667,3 +667,19 @@ def test_overlapping_state_saves_leave_a_whole_file(tmp_path):
     assert errors == []
     assert json.loads(gw.state_path.read_text())["characteristics"]["bore"]["stats"] is not None
     gw.close()
+
+
+def test_event_log_gives_the_library_loggers_back():
+    """attach() reroutes the library loggers into the gateway's log; detach() restores them, so a process
+    that ran a gateway (the demo, the tests) does not keep its logging swallowed."""
+    import logging
+
+    logger = logging.getLogger("edge.test_detach")
+    before = (list(logger.handlers), logger.level, logger.propagate)
+    out = io.StringIO()
+    log = EventLog(stream=out, timestamps=False)
+    log.attach("edge.test_detach")
+    logger.warning("while attached")
+    assert "while attached" in out.getvalue() and logger.propagate is False
+    log.detach()
+    assert (list(logger.handlers), logger.level, logger.propagate) == before

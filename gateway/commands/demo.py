@@ -245,6 +245,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             exit_code = asyncio.run(main())
         finally:
+            events.detach()
             if broker is not None:
                 broker.stop()
     print(f"\nstopped: {view.readings} readings, {view.alerts_raised} alerts raised, "
