@@ -98,6 +98,9 @@ TEST_PACKAGES="git socat openssl shellcheck systemd docker-compose mosquitto mos
 if [ "$ARCH" = armhf ]; then
     # Raspberry Pi OS 32-bit: numpy comes from the distribution (install.sh does the same on armhf).
     BASE_PACKAGES="$BASE_PACKAGES,python3-numpy"
+    # The package index has no armhf wheels of cffi/cryptography (a test dependency; cryptography would need
+    # Rust to build): take the distribution's, as the venv sees system packages on armhf.
+    TEST_PACKAGES="$TEST_PACKAGES python3-cryptography python3-cffi"
 fi
 
 if [ "$FRESH" = 1 ] && [ -d "$ROOT" ]; then
