@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: test lint demo bench dashboards clean system-packages
+.PHONY: test lint demo demo-packages bench dashboards clean system-packages
 
 ## test: install what the tests need (Debian packages, a virtualenv with the package and its test extras), run them all
 test: system-packages $(STAMP)
@@ -24,9 +24,12 @@ $(STAMP): pyproject.toml setup.py $(wildcard ext/*.pyx ext/*.pxd)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-## demo: the gateway on simulated instruments (the README's first command does the same)
-demo: $(STAMP)
+## demo: the gateway on simulated instruments (the README's first command)
+demo: demo-packages $(STAMP)
 	$(BIN)/floorwatch demo
+
+demo-packages:
+	@bash tests/system-packages.sh demo
 
 ## bench: the benchmarks recorded in docs/benchmarks.md
 bench: $(STAMP)

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test suite needs (real servers, ptys, a browser), only those missing.
-# As root it installs them; otherwise it prints the exact apt-get command and fails.
+# Install the Debian packages Floorwatch needs, only those missing. As root it installs them; otherwise it
+# prints the exact apt-get command and fails.
+#   tests/system-packages.sh        what the test suite needs (real servers, ptys, a browser)
+#   tests/system-packages.sh demo   only what the demo needs (a compiler for the core, and a broker)
 set -euo pipefail
 
 # command that must exist -> Debian package providing it
 declare -A NEED=(
   [gcc]=gcc
   [mosquitto]=mosquitto
+)
+[ "${1:-}" = demo ] || NEED+=(
   [mosquitto_pub]=mosquitto-clients
   [mosquitto_passwd]=mosquitto
   [influxd]=influxdb
