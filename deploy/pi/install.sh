@@ -205,8 +205,10 @@ for req in md.requires("floorwatch") or []:
     print(req.partition(";")[0].strip())
 EOF
 )
+        # Not --upgrade: a requirement the distribution already meets (python3-cryptography, …) is kept; the
+        # package index has no armhf wheels for some of them and building them needs Rust or extra headers.
         # shellcheck disable=SC2086  # one requirement per word
-        [ -z "$DEPS" ] || "$VENV/bin/python" -m pip install --upgrade $DEPS
+        [ -z "$DEPS" ] || "$VENV/bin/python" -m pip install $DEPS
     else
         "$VENV/bin/python" -m pip install --upgrade "$SPEC"
     fi
