@@ -132,14 +132,7 @@ class AanddSimulator(PtySimulator):
     def answer(self, request: bytes) -> bytes | None:
         cmd = request.strip().upper()
         if cmd in (b"Q", b"SI", b"S"):
-            event = self.next_reading()
-            while cmd == b"S" and event is not None and not event.stable:
-                event = self.next_reading()
-            if event is None:
-                return None
-            data, value = self.frame(event)
-            self.sent.append(value)  # type: ignore[arg-type]
-            return data
+            return self.reply_reading(stable_only=cmd == b"S")
         if cmd == b"SIR":
             self.streaming = True
             return None

@@ -196,12 +196,7 @@ class MitutoyoSimulator(PtySimulator):
 
     def answer(self, request: bytes) -> bytes | None:
         if request.strip() == b"1":
-            event = self.next_reading()
-            if event is not None:
-                data, value = self.frame(event)
-                if value is not None:
-                    self.sent.append(value)
-                return data
+            return self.reply_reading()
         return None
 
 

@@ -113,14 +113,7 @@ class OhausSimulator(PtySimulator):
     def answer(self, request: bytes) -> bytes | None:
         cmd = request.strip().upper()
         if cmd in (b"IP", b"SP", b"P"):
-            event = self.next_reading()
-            while cmd == b"SP" and event is not None and not event.stable:
-                event = self.next_reading()
-            if event is None:
-                return None
-            data, value = self.frame(event)
-            self.sent.append(value)  # type: ignore[arg-type]
-            return data
+            return self.reply_reading(stable_only=cmd == b"SP")
         if cmd == b"CP":
             self.streaming = True
             return None

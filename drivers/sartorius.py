@@ -144,12 +144,7 @@ class SartoriusSimulator(PtySimulator):
 
     def answer(self, request: bytes) -> bytes | None:
         if request == b"\x1bP":
-            event = self.next_reading()
-            if event is None:
-                return None
-            data, value = self.frame(event)
-            self.sent.append(value)  # type: ignore[arg-type]
-            return data
+            return self.reply_reading()
         return None
 
 

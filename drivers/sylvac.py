@@ -157,12 +157,7 @@ class SylvacSimulator(PtySimulator):
     def answer(self, request: bytes) -> bytes | None:
         cmd = request.strip()
         if cmd in (b"?", b"PRI"):
-            event = self.next_reading()
-            if event is None:
-                return None
-            data, value = self.frame(event)
-            self.sent.append(value)
-            return data
+            return self.reply_reading()
         if cmd in (b"OUT1", b"OUT0"):
             self.streaming = cmd == b"OUT1"
             return None

@@ -184,6 +184,19 @@ class PtySimulator(Simulator):
         if reply is not None:
             self.write(reply)
 
+    def reply_reading(self, *, stable_only: bool = False) -> bytes | None:
+        """The frame answering a polled request: the next scenario value (the next stable one when the
+        instrument's command waits for stability), recorded in ``sent``; None while unplugged."""
+        event = self.next_reading()
+        while stable_only and event is not None and not event.stable:
+            event = self.next_reading()
+        if event is None:
+            return None
+        data, value = self.frame(event)
+        if value is not None:
+            self.sent.append(value)
+        return data
+
     def next_reading(self) -> Event | None:
         """The next scenario event for a polled reply; garbage is written and unplugs happen on the way."""
         while True:
