@@ -167,12 +167,20 @@ class DriverSpec:
     transport: Literal["serial", "modbus"]
     driver: Callable[[InstrumentConfig, BaseModel | None, Clock], Driver]
     options: type[BaseModel] | None = None
-    serial_defaults: SerialDefaults = field(default_factory=SerialDefaults)
+    # The instrument's factory port settings and frame terminator; left out, they are the driver class's own
+    # (``serial_defaults`` / ``terminator`` class attributes), so the two cannot drift apart.
+    serial_defaults: SerialDefaults = None  # type: ignore[assignment]
     # parser(options) -> Parser; used by `floorwatch decode` and `floorwatch probe`. None for Modbus.
     parser: Callable[[BaseModel | None], Parser] | None = None
-    # Frame terminator for stream framing, and the request that makes the instrument send (for probing).
-    terminator: bytes = b"\r"
+    terminator: bytes = None  # type: ignore[assignment]
+    # The request that makes the instrument send (for probing).
     probe_request: bytes | None = None
     # simulator(scenario, options, clock) -> Simulator
     simulator: Callable[[str, BaseModel | None, Clock], Simulator] | None = None
     scenarios: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.serial_defaults is None:
+            object.__setattr__(self, "serial_defaults", getattr(self.driver, "serial_defaults", SerialDefaults()))
+        if self.terminator is None:
+            object.__setattr__(self, "terminator", getattr(self.driver, "terminator", b"\r"))
