@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from drivers.base import DriverSpec
-from edge.config import GatewayConfig, InstrumentConfig
+from edge.config import ConfigError, GatewayConfig, InstrumentConfig, load_config
 
 # name -> module that defines DRIVER (or DRIVERS[name] where one module serves several names)
 _MODULES: dict[str, str] = {
@@ -90,3 +91,13 @@ def check(config: GatewayConfig, source: str) -> list[str]:
         except ValueError as exc:
             problems.append(f"{where}.options: {exc}")
     return problems
+
+
+def load_checked(path: Path) -> GatewayConfig:
+    """:func:`edge.config.load_config` plus the driver-level checks: every problem of a gateway file, as one
+    :class:`ConfigError` (one line each) — what ``floorwatch run`` and ``check-config`` start from."""
+    config = load_config(path)
+    problems = check(config, Path(path).name)
+    if problems:
+        raise ConfigError("\n".join(problems), problems)
+    return config

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from drivers import registry
-from edge.config import ConfigError, load_config
+from edge.config import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,17 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.file)
+        config = registry.load_checked(args.file)
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
         print(f"{args.file}: {len(exc.problems)} problem(s); nothing was started", file=sys.stderr)
-        return 1
-    problems = registry.check(config, args.file.name)
-    if problems:
-        for line in problems:
-            print(line, file=sys.stderr)
-        print(f"{args.file}: {len(problems)} problem(s); nothing was started", file=sys.stderr)
         return 1
     print(
         f"{args.file}: ok — gateway {config.gateway.site}/{config.gateway.line}/{config.gateway.id}, "

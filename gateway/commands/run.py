@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from drivers import registry
-from edge.config import ConfigError, load_config
+from edge.config import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,17 +25,11 @@ def run(args: argparse.Namespace) -> int:
     from gateway.service import EventLog, run_gateway
 
     try:
-        config = load_config(args.config)
+        config = registry.load_checked(args.config)
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
         print(f"{args.config}: {len(exc.problems)} problem(s); the gateway was not started", file=sys.stderr)
-        return 1
-    problems = registry.check(config, args.config.name)
-    if problems:
-        for line in problems:
-            print(line, file=sys.stderr)
-        print(f"{args.config}: {len(problems)} problem(s); the gateway was not started", file=sys.stderr)
         return 1
     events = EventLog(level=args.log_level or config.gateway.log_level)
     return run_gateway(config, events=events)
