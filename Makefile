@@ -38,7 +38,7 @@ bench: $(STAMP)
 
 ## dashboards: regenerate the committed Grafana JSON deterministically
 dashboards: $(STAMP)
-	$(BIN)/python -m dashboards.generate --config gateway/example.toml --out dashboards
+	$(BIN)/python -m floorwatch.dashboards.generate --config gateway/example.toml --out dashboards
 
 ## test-arm64 / test-armhf: build and run the non-service tests in a Raspberry Pi architecture's Debian root
 ## under qemu (slow, needs root; see docs/deploy.md)

@@ -39,12 +39,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from drivers import registry  # noqa: E402
-from drivers.framing import Framer  # noqa: E402
-from edge.config import parse_config  # noqa: E402
-from edge.model import Measurement  # noqa: E402
-from gateway.commands.demo import PrivateBroker, _find_mosquitto  # noqa: E402
-from gateway.service import EventLog, Gateway  # noqa: E402
+from floorwatch.drivers import registry  # noqa: E402
+from floorwatch.drivers.framing import Framer  # noqa: E402
+from floorwatch.edge.config import parse_config  # noqa: E402
+from floorwatch.edge.model import Measurement  # noqa: E402
+from floorwatch.gateway.commands.demo import PrivateBroker, _find_mosquitto  # noqa: E402
+from floorwatch.gateway.service import EventLog, Gateway  # noqa: E402
 
 N_CHARACTERISTICS = 32
 
@@ -89,7 +89,7 @@ class Feeder:
         self.rejected = 0
 
     def feed(self, instrument: str, chunk: bytes) -> int:
-        from drivers.base import Decoded
+        from floorwatch.drivers.base import Decoded
 
         parse, ingest, now = self.parser, self.gw.ingest, time.time_ns
         n = 0
@@ -261,7 +261,7 @@ def main() -> int:
     if binary is None:
         print("mosquitto is not installed: sudo apt-get install -y mosquitto", file=sys.stderr)
         return 1
-    from edge import stats as stats_core
+    from floorwatch.edge import stats as stats_core
 
     with tempfile.TemporaryDirectory(prefix="fw-bench-") as tmp:
         workdir = Path(tmp)

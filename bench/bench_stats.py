@@ -36,8 +36,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge import stats  # noqa: E402
-from edge.config import RULE_NAMES  # noqa: E402
+from floorwatch.edge import stats  # noqa: E402
+from floorwatch.edge.signals import RULE_NAMES  # noqa: E402
 
 BOTTLENECK = "bottleneck move_mean+move_std+move_min+move_max"
 WELFORD = "plain-Python Welford update per call (mean+var only)"

@@ -1,7 +1,7 @@
 """Generate the Grafana dashboards, datasource-independent InfluxQL queries and alert rules, with the
 grafana-foundation-sdk (the maintained way to write dashboards as code).
 
-    python3 -m dashboards.generate [--config gateway.toml] [--out dashboards]    (or: make dashboards)
+    python3 -m floorwatch.dashboards.generate [--config gateway.toml] [--out dashboards]    (or: make dashboards)
 
 Writes ``json/<uid>.json`` (one file per dashboard) and, with ``--config``, the alert rules
 ``provisioning/alerting/floorwatch-rules.json`` (one rule per characteristic, with that characteristic's
@@ -9,7 +9,7 @@ own spec limits). Output is deterministic: same input, same bytes (sorted keys, 
 so the committed JSON shows every change in review.
 
 Every query is InfluxQL (InfluxDB 1.x natively, 2.x through a DBRP mapping, 3.x natively) over the schema
-of ``edge.influx`` / docs/influxdb-schema.md. Each target's expected result columns are recorded in
+of ``floorwatch.edge.influx`` / docs/influxdb-schema.md. Each target's expected result columns are recorded in
 :data:`EXPECTED`; the test suite runs every query against a real InfluxDB loaded with the bridge's own line
 protocol and checks them.
 """
@@ -37,8 +37,8 @@ from grafana_foundation_sdk.models import alerting as am
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dm
 
-from edge import influx
-from edge.config import GatewayConfig
+from floorwatch.edge import influx
+from floorwatch.edge.config import GatewayConfig
 
 DATASOURCE_UID = "floorwatch-influxdb"  # every provisioning file in provisioning/datasources/ uses it
 DS = dm.DataSourceRef(type_val="influxdb", uid=DATASOURCE_UID)
@@ -501,9 +501,9 @@ def generate(out: Path, config: GatewayConfig | None = None) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edge.config import ConfigError, load_config
+    from floorwatch.edge.config import ConfigError, load_config
 
-    parser = argparse.ArgumentParser(prog="python3 -m dashboards.generate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python3 -m floorwatch.dashboards.generate", description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, help="gateway configuration: one alert rule per characteristic")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent, help="output directory")
     args = parser.parse_args(argv)

@@ -186,7 +186,7 @@ in_root "
     cd /src/floorwatch
     /opt/floorwatch/venv/bin/pip install -q 'Cython>=3.0' setuptools wheel
     /opt/floorwatch/venv/bin/python setup.py -q build_ext --inplace >/dev/null
-    /opt/floorwatch/venv/bin/python -c 'from edge import stats; assert stats.IMPLEMENTATION == \"compiled\", stats.FALLBACK_REASON'
+    /opt/floorwatch/venv/bin/python -c 'from floorwatch.edge import stats; assert stats.IMPLEMENTATION == \"compiled\", stats.FALLBACK_REASON'
     PYTHONPATH=/src/floorwatch/deploy /opt/floorwatch/venv/bin/python -m pytest -q -m 'not service' \
         -k 'not chromium' -p service_marker -p no:cacheprovider$quoted_args
 " || status=$?

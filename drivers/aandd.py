@@ -34,14 +34,22 @@ from typing import Literal
 
 from pydantic import Field
 
-from drivers.base import Decoded, DriverSpec, Ignored, Parser, ParseResult, Rejected, SerialDefaults
-from drivers.framing import NUMBER, strip_frame
-from drivers.serial_port import error_value
-from drivers.simulate.pty import PtySimulator
-from drivers.simulate.scenario import SCENARIOS, Event, Scenario
-from drivers.weighing import ScaleDriver, ScaleOptions
-from edge.clock import Clock
-from edge.model import Status
+from floorwatch.drivers.base import (
+    Decoded,
+    DriverSpec,
+    Ignored,
+    Parser,
+    ParseResult,
+    Rejected,
+    SerialDefaults,
+)
+from floorwatch.drivers.framing import NUMBER, strip_frame
+from floorwatch.drivers.serial_port import error_value
+from floorwatch.drivers.simulate.pty import PtySimulator
+from floorwatch.drivers.simulate.scenario import SCENARIOS, Event, Scenario
+from floorwatch.drivers.weighing import ScaleDriver, ScaleOptions
+from floorwatch.edge.clock import Clock
+from floorwatch.edge.model import Status
 
 
 class AanddOptions(ScaleOptions):

@@ -1,11 +1,11 @@
 """What every driver shares: the parse result types, instrument health, the driver and simulator contracts.
 
-A driver turns frames from one instrument into :class:`edge.model.Measurement` objects and hands them to
+A driver turns frames from one instrument into :class:`floorwatch.edge.model.Measurement` objects and hands them to
 ``emit``. It knows the data model and nothing of MQTT, spools or dashboards. A frame that does not parse is
 counted in :class:`InstrumentHealth` and reported — never raised into the pipeline, never a number.
 
 Each driver module (``drivers/<name>.py``) defines ``DRIVER = DriverSpec(...)`` and carries its protocol
-notes, its sample configuration and its test vectors; ``drivers.registry`` maps configuration names to
+notes, its sample configuration and its test vectors; ``floorwatch.drivers.registry`` maps configuration names to
 modules.
 """
 
@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from edge.clock import SYSTEM_CLOCK, Clock
-from edge.config import InstrumentConfig
-from edge.model import Measurement, Status
+from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
+from floorwatch.edge.config import InstrumentConfig
+from floorwatch.edge.model import Measurement, Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +160,7 @@ class Simulator(abc.ABC):
 
 @dataclass(frozen=True)
 class DriverSpec:
-    """Registry entry of one driver (see drivers.registry)."""
+    """Registry entry of one driver (see floorwatch.drivers.registry)."""
 
     name: str
     summary: str

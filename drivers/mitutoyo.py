@@ -37,13 +37,21 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from drivers.base import Decoded, DriverSpec, Ignored, Parser, ParseResult, Rejected, SerialDefaults
-from drivers.framing import NUMBER, strip_frame, unescape
-from drivers.serial_port import SerialDriver, SerialLink, error_value
-from drivers.simulate.pty import PtySimulator
-from drivers.simulate.scenario import SCENARIOS, Event, Scenario
-from edge.clock import Clock
-from edge.model import Status
+from floorwatch.drivers.base import (
+    Decoded,
+    DriverSpec,
+    Ignored,
+    Parser,
+    ParseResult,
+    Rejected,
+    SerialDefaults,
+)
+from floorwatch.drivers.framing import NUMBER, strip_frame, unescape
+from floorwatch.drivers.serial_port import SerialDriver, SerialLink, error_value
+from floorwatch.drivers.simulate.pty import PtySimulator
+from floorwatch.drivers.simulate.scenario import SCENARIOS, Event, Scenario
+from floorwatch.edge.clock import Clock
+from floorwatch.edge.model import Status
 
 
 class MitutoyoOptions(BaseModel):

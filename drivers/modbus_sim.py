@@ -1,7 +1,7 @@
 """A Modbus line counter and PLC to test and demonstrate against, served by pymodbus' own server.
 
 The simulator serves the same register map the driver reads (the instrument's ``points``, or
-``drivers.modbus.DEFAULT_POINTS``), encoding every value with ``drivers.modbus_codec`` in the point's type
+``floorwatch.drivers.modbus.DEFAULT_POINTS``), encoding every value with ``floorwatch.drivers.modbus_codec`` in the point's type
 and word order, so that the driver's decoding is tested against real Modbus traffic. Register contents are
 computed at the moment a request arrives, from the simulator's clock: with a ``ManualClock`` a test decides
 exactly what the device holds.
@@ -37,10 +37,10 @@ from pymodbus import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from drivers import modbus_codec as codec
-from drivers.base import Simulator
-from drivers.modbus import DEFAULT_POINTS, SCENARIOS, ModbusOptions, Point
-from edge.clock import SYSTEM_CLOCK, Clock
+from floorwatch.drivers import modbus_codec as codec
+from floorwatch.drivers.base import Simulator
+from floorwatch.drivers.modbus import DEFAULT_POINTS, SCENARIOS, ModbusOptions, Point
+from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
 
 _BLOCKS = ("coils", "discrete_inputs", "holding", "input")  # pymodbus' tuple order: co, di, hr, ir
 _FC_BLOCK = {1: "coils", 5: "coils", 15: "coils", 2: "discrete_inputs", 4: "input", 3: "holding", 6: "holding",

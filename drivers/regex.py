@@ -34,10 +34,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from drivers.base import Decoded, DriverSpec, Ignored, Parser, ParseResult, Rejected, SerialDefaults
-from drivers.framing import NUMBER, Framer, strip_frame, unescape
-from drivers.serial_port import SerialDriver, SerialLink
-from edge.model import Status
+from floorwatch.drivers.base import (
+    Decoded,
+    DriverSpec,
+    Ignored,
+    Parser,
+    ParseResult,
+    Rejected,
+    SerialDefaults,
+)
+from floorwatch.drivers.framing import NUMBER, Framer, strip_frame, unescape
+from floorwatch.drivers.serial_port import SerialDriver, SerialLink
+from floorwatch.edge.model import Status
 
 _NUMBER = re.compile(rb"([+-]?)[ ]*(" + NUMBER + rb")")
 _GROUPS = {"value", "unit", "status", "channel"}

@@ -12,22 +12,22 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from drivers.base import DriverSpec
-from edge.config import ConfigError, GatewayConfig, InstrumentConfig, load_config
+from floorwatch.drivers.base import DriverSpec
+from floorwatch.edge.config import ConfigError, GatewayConfig, InstrumentConfig, load_config
 
 # name -> module that defines DRIVER (or DRIVERS[name] where one module serves several names)
 _MODULES: dict[str, str] = {
-    "mitutoyo": "drivers.mitutoyo",
-    "uwave": "drivers.mitutoyo",
-    "sylvac": "drivers.sylvac",
-    "mtsics": "drivers.mtsics",
-    "aandd": "drivers.aandd",
-    "sartorius": "drivers.sartorius",
-    "ohaus": "drivers.ohaus",
-    "indicator": "drivers.indicator",
-    "xk3190": "drivers.xk3190",
-    "regex": "drivers.regex",
-    "modbus": "drivers.modbus",
+    "mitutoyo": "floorwatch.drivers.mitutoyo",
+    "uwave": "floorwatch.drivers.mitutoyo",
+    "sylvac": "floorwatch.drivers.sylvac",
+    "mtsics": "floorwatch.drivers.mtsics",
+    "aandd": "floorwatch.drivers.aandd",
+    "sartorius": "floorwatch.drivers.sartorius",
+    "ohaus": "floorwatch.drivers.ohaus",
+    "indicator": "floorwatch.drivers.indicator",
+    "xk3190": "floorwatch.drivers.xk3190",
+    "regex": "floorwatch.drivers.regex",
+    "modbus": "floorwatch.drivers.modbus",
 }
 
 
@@ -94,7 +94,7 @@ def check(config: GatewayConfig, source: str) -> list[str]:
 
 
 def load_checked(path: Path) -> GatewayConfig:
-    """:func:`edge.config.load_config` plus the driver-level checks: every problem of a gateway file, as one
+    """:func:`floorwatch.edge.config.load_config` plus the driver-level checks: every problem of a gateway file, as one
     :class:`ConfigError` (one line each) — what ``floorwatch run`` and ``check-config`` start from."""
     config = load_config(path)
     problems = check(config, Path(path).name)

@@ -14,7 +14,7 @@ garbage, a scale that stops answering. They are handled here once:
   pyserial-asyncio-fast's non-blocking transport;
 * when the port vanishes the driver reports ``connected = False`` with the reason, retries with an
   exponential backoff (0.1 s doubling to ``max_backoff``) and resumes by itself when the port returns;
-* every frame is counted in :class:`drivers.base.InstrumentHealth` (ok / rejected / ignored, the last raw
+* every frame is counted in :class:`floorwatch.drivers.base.InstrumentHealth` (ok / rejected / ignored, the last raw
   frame and the last rejection reason) so a technician can debug the wiring from the status page;
 * a run of rejected frames is named for what it almost always is — a baud rate or parity that does not
   match the instrument's — in ``last_error``, with the port's settings; bytes that never get their frame end
@@ -48,11 +48,12 @@ import serial.rs485
 from pydantic import BaseModel
 from serial_asyncio_fast import SerialTransport, connection_for_serial
 
-from drivers.base import Decoded, Driver, Ignored, Parser, Rejected, SerialDefaults
-from drivers.framing import Framer
-from edge.clock import SYSTEM_CLOCK, Clock
-from edge.config import InstrumentConfig, SerialSettings
-from edge.model import Measurement, Status
+from floorwatch.drivers.base import Decoded, Driver, Ignored, Parser, Rejected, SerialDefaults
+from floorwatch.drivers.framing import Framer
+from floorwatch.edge.backoff import Backoff
+from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
+from floorwatch.edge.config import InstrumentConfig, SerialSettings
+from floorwatch.edge.model import Measurement, Status
 
 BY_ID = Path("/dev/serial/by-id")
 _RENUMBERED = re.compile(r"/dev/tty(?:USB|ACM)\d+")
@@ -67,7 +68,7 @@ class PortLost(Exception):
 def effective_settings(overrides: SerialSettings, defaults: SerialDefaults) -> dict[str, Any]:
     """pyserial keyword arguments: the driver's defaults with the instrument's overrides on top.
 
-    >>> from edge.config import SerialSettings
+    >>> from floorwatch.edge.config import SerialSettings
     >>> effective_settings(SerialSettings(baudrate=19200), SerialDefaults(bytesize=7, parity="E"))
     {'baudrate': 19200, 'bytesize': 7, 'parity': 'E', 'stopbits': 1, 'rtscts': False}
     """
@@ -95,7 +96,7 @@ def rs485_settings(overrides: SerialSettings) -> serial.rs485.RS485Settings | No
     The transmitter is enabled by RTS high while sending and released right after (the usual wiring of
     MAX485-style transceivers; adapters with automatic direction control need no RS-485 mode at all).
 
-    >>> from edge.config import SerialSettings
+    >>> from floorwatch.edge.config import SerialSettings
     >>> rs485_settings(SerialSettings()) is None
     True
     >>> s = rs485_settings(SerialSettings(rs485=True))
@@ -263,28 +264,6 @@ def _why(exc: BaseException) -> str:
     if "returned no data" in text or "Input/output error" in text:
         return "port disconnected (adapter unplugged or instrument switched off)"
     return text
-
-
-class Backoff:
-    """Waits between reconnect attempts: 0.1 s doubling up to ``maximum``; reset after a success.
-
-    >>> b = Backoff(maximum=0.5)
-    >>> [b.next() for _ in range(5)]
-    [0.1, 0.2, 0.4, 0.5, 0.5]
-    >>> b.reset(); b.next()
-    0.1
-    """
-
-    def __init__(self, first: float = 0.1, maximum: float = 5.0) -> None:
-        self.first, self.maximum, self._next = first, maximum, first
-
-    def next(self) -> float:
-        wait = self._next
-        self._next = min(self.maximum, self._next * 2)
-        return wait
-
-    def reset(self) -> None:
-        self._next = self.first
 
 
 class SerialDriver(Driver):

@@ -34,13 +34,21 @@ from typing import Literal
 import serial
 from pydantic import BaseModel, ConfigDict, Field
 
-from drivers.base import Decoded, DriverSpec, Ignored, Parser, ParseResult, Rejected, SerialDefaults
-from drivers.framing import strip_frame
-from drivers.serial_port import SerialDriver, SerialLink, error_value
-from drivers.simulate.pty import PtySimulator
-from drivers.simulate.scenario import SCENARIOS, Event, Scenario
-from edge.clock import Clock
-from edge.model import Status
+from floorwatch.drivers.base import (
+    Decoded,
+    DriverSpec,
+    Ignored,
+    Parser,
+    ParseResult,
+    Rejected,
+    SerialDefaults,
+)
+from floorwatch.drivers.framing import strip_frame
+from floorwatch.drivers.serial_port import SerialDriver, SerialLink, error_value
+from floorwatch.drivers.simulate.pty import PtySimulator
+from floorwatch.drivers.simulate.scenario import SCENARIOS, Event, Scenario
+from floorwatch.edge.clock import Clock
+from floorwatch.edge.model import Status
 
 
 class SylvacOptions(BaseModel):

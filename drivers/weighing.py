@@ -22,8 +22,8 @@ Scales whose frames carry no stability flag (the XK3190 binary frame) report eve
 them ``settle_readings`` > 1 asks for that many consecutive readings within ``settle_band`` of each other
 before a reading counts as stable in ``part`` and ``stable`` modes.
 
->>> from drivers.base import Decoded
->>> from edge.model import Status
+>>> from floorwatch.drivers.base import Decoded
+>>> from floorwatch.edge.model import Status
 >>> w = PartWeigher(WeighingOptions(weighing="part", threshold=5, zero_band=0.5))
 >>> stream = [(0.0, Status.OK), (80.1, Status.UNSTABLE), (100.2, Status.OK), (100.2, Status.OK),
 ...           (0.1, Status.OK), (99.8, Status.OK), (99.8, Status.OK), (0.0, Status.OK)]
@@ -39,11 +39,11 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from drivers.base import Decoded
-from drivers.serial_port import SerialDriver, SerialLink
-from edge.clock import SYSTEM_CLOCK, Clock
-from edge.config import InstrumentConfig
-from edge.model import Status
+from floorwatch.drivers.base import Decoded
+from floorwatch.drivers.serial_port import SerialDriver, SerialLink
+from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
+from floorwatch.edge.config import InstrumentConfig
+from floorwatch.edge.model import Status
 
 
 class WeighingOptions(BaseModel):

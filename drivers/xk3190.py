@@ -36,13 +36,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from drivers.base import Decoded, DriverSpec, Parser, ParseResult, Rejected, SerialDefaults
-from drivers.framing import strip_frame
-from drivers.simulate.pty import PtySimulator
-from drivers.simulate.scenario import SCENARIOS, Event, Scenario
-from drivers.weighing import ScaleDriver, WeighingOptions
-from edge.clock import Clock
-from edge.model import Status
+from floorwatch.drivers.base import Decoded, DriverSpec, Parser, ParseResult, Rejected, SerialDefaults
+from floorwatch.drivers.framing import strip_frame
+from floorwatch.drivers.simulate.pty import PtySimulator
+from floorwatch.drivers.simulate.scenario import SCENARIOS, Event, Scenario
+from floorwatch.drivers.weighing import ScaleDriver, WeighingOptions
+from floorwatch.edge.clock import Clock
+from floorwatch.edge.model import Status
 
 
 class Xk3190Options(WeighingOptions):

@@ -2,7 +2,7 @@
 
 Why: a rule result point by point would flap — a bore diameter sitting right on its USL goes out, in, out,
 in, and the line supervisor's phone buzzes forty times an hour. The tracker turns conditions into alerts
-with three brakes (configured in ``[alerts]``, ``edge.config.AlertsConfig``):
+with three brakes (configured in ``[alerts]``, ``floorwatch.edge.config.AlertsConfig``):
 
 * ``debounce``: an alert is raised only after that many consecutive points with the condition active;
 * ``clear_after``: a raised alert clears only after that many consecutive points without it;
@@ -16,7 +16,7 @@ Every raised alert is followed, eventually, by exactly one cleared event for the
 ``active()`` lists the raised ones (status page, retained ``active/…`` topics). ``state()``/``from_state()``
 persist the tracker with the statistics so a restart neither forgets nor repeats an alert.
 
->>> from edge.config import AlertsConfig
+>>> from floorwatch.edge.config import AlertsConfig
 >>> t = AlertTracker(AlertsConfig(debounce=2, clear_after=2))
 >>> for i, v in enumerate([12.06, 12.07, 12.0, 12.01]):
 ...     change = t.update("bore", "out_of_spec", v > 12.05, ts_ns=i, severity=Severity.CRITICAL, value=v,
@@ -39,8 +39,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.config import AlertsConfig
-from edge.model import Alert, AlertState, Severity
+from floorwatch.edge.config import AlertsConfig
+from floorwatch.edge.model import Alert, AlertState, Severity
 
 STATE_VERSION = 1
 
@@ -180,7 +180,7 @@ class AlertTracker:
         threshold ``limit`` (Cpk, backlog, idle time): at least ``hysteresis * |limit|`` away from it. A value
         that is not a number, or no limit at all, counts (the caller already said the condition is inactive).
 
-        >>> from edge.config import AlertsConfig
+        >>> from floorwatch.edge.config import AlertsConfig
         >>> t = AlertTracker(AlertsConfig(hysteresis=0.1))
         >>> t.inside_margin(12.049, 12.05, 11.95, 12.05), t.inside_margin(1.34, 1.33), t.inside_margin(1.5, 1.33)
         (False, False, True)

@@ -7,7 +7,7 @@ The commented example is ``gateway/example.toml``; ``floorwatch check-config FIL
 Secrets are never required inline: the MQTT password comes from ``password_file`` or ``password_env``.
 
 This module validates the structure common to all drivers. Driver-specific ``options`` tables are
-validated by the driver registry (``drivers.registry``), which ``floorwatch check-config`` runs as well.
+validated by the driver registry (``floorwatch.drivers.registry``), which ``floorwatch check-config`` runs as well.
 """
 
 from __future__ import annotations
@@ -31,12 +31,11 @@ from pydantic import (
     model_validator,
 )
 
+from floorwatch.edge.signals import DEFAULT_RULES, RULE_NAMES, unknown_rule_message
+
 M = TypeVar("M", bound=BaseModel)
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
-# Rule names understood by the statistics core (see edge.stats.rules).
-RULE_NAMES = tuple(f"nelson_{i}" for i in range(1, 9)) + tuple(f"we_{i}" for i in range(1, 5))
-DEFAULT_RULES = ("nelson_1", "nelson_2", "nelson_3", "nelson_5")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
@@ -95,7 +94,7 @@ class ModbusSettings(_Strict):
 
 class InstrumentConfig(_Strict):
     name: Name
-    driver: Name = Field(description="A driver name from drivers.registry, e.g. 'mitutoyo', 'mtsics', 'modbus'")
+    driver: Name = Field(description="A driver name from floorwatch.drivers.registry, e.g. 'mitutoyo', 'mtsics', 'modbus'")
     port: str | None = Field(None, description="Serial device; prefer /dev/serial/by-id/… (stable across replugs)")
     host: str | None = Field(None, description="Modbus TCP host")
     tcp_port: int = Field(502, ge=1, le=65535)
@@ -161,9 +160,7 @@ class CharacteristicConfig(_Strict):
     def _known_rules(cls, rules: list[str]) -> list[str]:
         for rule in rules:
             if rule not in RULE_NAMES:
-                close = difflib.get_close_matches(rule, RULE_NAMES, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; known rules: {', '.join(RULE_NAMES)}"
-                raise ValueError(f"unknown rule {rule!r}{hint}")
+                raise ValueError(unknown_rule_message(rule))
         if len(set(rules)) != len(rules):
             raise ValueError("a rule is listed twice")
         return rules

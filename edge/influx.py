@@ -8,7 +8,7 @@ Writes are idempotent: a record's point is identified by its series (measurement
 timestamp (``ts_ns`` of the record, nanosecond precision), so a record delivered twice (QoS 1 is
 at-least-once) overwrites itself instead of counting twice.
 
->>> from edge.model import Reading
+>>> from floorwatch.edge.model import Reading
 >>> origin = Origin("dongguan-2", "line-3", "gw-01")
 >>> r = Reading(ts_ns=1_700_000_000_000_000_000, seq=7, instrument="caliper-1",
 ...             characteristic="bore_diameter", value=12.061, unit="mm")
@@ -32,7 +32,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from edge.model import Alert, AlertState, Reading, StatsSnapshot, StatusEvent
+from floorwatch.edge.model import Alert, AlertState, Reading, StatsSnapshot, StatusEvent
 
 log = logging.getLogger(__name__)
 

@@ -125,7 +125,7 @@ class StatsSnapshot:
     ppk: float
     n_below_lsl: int
     n_above_usl: int
-    rules: int  # bitmask of the rules the latest point fired (see edge.stats.rules)
+    rules: int  # bitmask of the rules the latest point fired (see floorwatch.edge.stats.rules)
     baseline_done: bool
     # Subgroup charts (subgroup size 2..10); NaN for individuals charts.
     xbar: float = math.nan

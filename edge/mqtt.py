@@ -55,12 +55,12 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
-import edge
-from edge.clock import SYSTEM_CLOCK, Clock
-from edge.config import ConfigError, MqttConfig
-from edge.model import PAYLOAD_VERSION
-from edge.spool import Spool
-from edge.topics import Topics
+from floorwatch import edge
+from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
+from floorwatch.edge.config import ConfigError, MqttConfig
+from floorwatch.edge.model import PAYLOAD_VERSION
+from floorwatch.edge.spool import Spool
+from floorwatch.edge.topics import Topics
 
 log = logging.getLogger(__name__)
 

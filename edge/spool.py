@@ -30,7 +30,7 @@ Sequence numbers: ``issue(n)`` hands out n consecutive numbers in memory; ``flus
 issued number in the same transaction as the rows carrying them. On open the counter resumes from the
 committed number, so after a crash or SIGKILL there is neither a gap nor a reuse. Power cuts are the one
 case where committed-but-not-yet-on-disk numbers could be reused (they may have been published before the
-power went): a side file ``<path>.seq`` (``edge.sequence.SequenceCounter``, fsynced) holds a *reservation*
+power went): a side file ``<path>.seq`` (``floorwatch.edge.sequence.SequenceCounter``, fsynced) holds a *reservation*
 above every number ever committed, written only every ``seq_reserve`` numbers. When the previous run did
 not close cleanly and the machine has rebooted since (Linux boot id differs), or when the database is new
 or was corrupt, the counter resumes above the reservation instead: a gap, reported as a
@@ -78,8 +78,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.clock import SYSTEM_CLOCK, Clock
-from edge.sequence import SequenceCounter
+from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
+from floorwatch.edge.sequence import SequenceCounter
 
 log = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ import urllib.request
 from collections import deque
 from urllib.parse import urlsplit
 
-import edge
-from edge.config import AlertsConfig
-from edge.model import Alert, dumps
+from floorwatch import edge
+from floorwatch.edge.config import AlertsConfig
+from floorwatch.edge.model import Alert, dumps
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 # distutils: extra_compile_args = -ffp-contract=off -fno-math-errno -fno-trapping-math
-"""Compiled statistics core: the arithmetic half of ``edge.stats.RollingStats``.
+"""Compiled statistics core: the arithmetic half of ``floorwatch.edge.stats.RollingStats``.
 
 This is ``edge/stats/reference.py`` written again in C terms, operation for operation and in the same
 order, so both give the same numbers (``-ffp-contract=off`` keeps the compiler from fusing a multiply and
@@ -35,8 +35,8 @@ import numpy as np
 def _readings(values, ok=None):
     """Values as a contiguous float64 vector and ``ok`` as a uint8 vector (empty when not given).
 
-    The same checks as edge.stats._api.readings; repeated here so that this module imports nothing from
-    edge.stats (which imports this module).
+    The same checks as floorwatch.edge.stats._api.readings; repeated here so that this module imports nothing from
+    floorwatch.edge.stats (which imports this module).
     """
     arr = np.ascontiguousarray(values, dtype=np.float64)
     if arr.ndim != 1:
@@ -185,7 +185,7 @@ cdef double* _alloc(Py_ssize_t size) except NULL:
 
 
 cdef struct State:
-    # parameters, buffers, then the state (same names, meaning and order as edge.stats._api.SCALARS)
+    # parameters, buffers, then the state (same names, meaning and order as floorwatch.edge.stats._api.SCALARS)
     Py_ssize_t N
     Py_ssize_t k
     Py_ssize_t G
@@ -888,7 +888,7 @@ cdef void _subgroup_end(State* s) noexcept nogil:
     s.g_pos = q
 
 cdef class Core:
-    """State and per-reading arithmetic; see edge.stats.reference.RollingStats for the specification."""
+    """State and per-reading arithmetic; see floorwatch.edge.stats.reference.RollingStats for the specification."""
 
     cdef State st
 
@@ -983,7 +983,7 @@ cdef class Core:
     # --- per reading ----------------------------------------------------------------------------------
 
     def push(self, double x, bint ok=True):
-        """Add one reading; returns the bitmask (edge.stats.rules) of what this reading fired."""
+        """Add one reading; returns the bitmask (floorwatch.edge.stats.rules) of what this reading fired."""
         cdef uint32_t out
         cdef unsigned char flag = ok
         _run(&self.st, &x, &flag, &out, 1, NULL, NULL, NULL, NULL)
@@ -1027,7 +1027,7 @@ cdef class Core:
                  &hi[0])
         return out
 
-    # --- state access for the shared API (order: edge.stats._api.SCALARS / ARRAYS) ----------------------
+    # --- state access for the shared API (order: floorwatch.edge.stats._api.SCALARS / ARRAYS) ----------------------
 
     def _get_scalars(self):
         return (

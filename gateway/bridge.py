@@ -8,7 +8,7 @@ Guarantees, and how they are kept:
   is acknowledged, so the broker keeps every message (its ``max_queued_messages`` must not cap the queue:
   see docs/influxdb-schema.md). A message acknowledged is a message stored.
 - **Several bridges split the load.** The subscription is shared (``$share/<group>/<prefix>/+/+/+/#``).
-- **Garbage never stops it.** Every payload is validated with ``edge.model``; one that fails goes to the
+- **Garbage never stops it.** Every payload is validated with ``floorwatch.edge.model``; one that fails goes to the
   dead-letter topic (and log/file) with the reason, is acknowledged, and the bridge carries on.
 - **Loss is visible.** Sequence numbers are tracked per gateway: duplicates are dropped (the point would be
   the same anyway: writes are idempotent), numbers still missing after ``gap_grace`` seconds are written
@@ -45,8 +45,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import Field, field_validator, model_validator
 
-from edge import influx, topics
-from edge.config import (
+from floorwatch.edge import influx, topics
+from floorwatch.edge.config import (
     NAME_PATTERN,
     BrokerSettings,
     ConfigError,
@@ -55,8 +55,16 @@ from edge.config import (
     read_toml,
     validate,
 )
-from edge.influx import InfluxTarget, InfluxWriter, Origin, Spec, WriteAborted, WriteRejected
-from edge.model import Alert, PayloadError, Reading, StatsSnapshot, StatusEvent, decode, decode_batch
+from floorwatch.edge.influx import InfluxTarget, InfluxWriter, Origin, Spec, WriteAborted, WriteRejected
+from floorwatch.edge.model import (
+    Alert,
+    PayloadError,
+    Reading,
+    StatsSnapshot,
+    StatusEvent,
+    decode,
+    decode_batch,
+)
 
 log = logging.getLogger("floorwatch.bridge")
 
@@ -470,7 +478,7 @@ def parse_message(prefix: str, msg: Incoming) -> Parsed | None:
     >>> parse_message("floorwatch/v1", m)
     Traceback (most recent call last):
     ...
-    gateway.bridge.Invalid: unsupported payload version 2; this reader knows v1
+    floorwatch.gateway.bridge.Invalid: unsupported payload version 2; this reader knows v1
     """
     parts = topics.parse_topic(prefix, msg.topic)
     if parts is None:

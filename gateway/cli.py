@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-# subcommand -> (module under gateway.commands, one-line help)
+# subcommand -> (module under floorwatch.gateway.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "version": ("version", "show the version and which statistics core is active"),
     "check-config": ("check_config", "validate a gateway configuration file"),
@@ -34,9 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         try:
-            mod = importlib.import_module(f"gateway.commands.{module}")
+            mod = importlib.import_module(f"floorwatch.gateway.commands.{module}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"gateway.commands.{module}":
+            if exc.name != f"floorwatch.gateway.commands.{module}":
                 raise
             p.set_defaults(_missing=name)
             continue
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.version:
         args.command = "version"
-        from gateway.commands import version
+        from floorwatch.gateway.commands import version
 
         return version.run(args)
     if args.command is None:

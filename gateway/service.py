@@ -5,11 +5,11 @@ driver is I/O-bound, and a single loop lets the whole path run without locks —
 reading, enters the statistics of its characteristic, fires rules and is queued for the spool in one
 synchronous step (:meth:`Gateway.ingest`).
 
-Everything that leaves the gateway goes through the spool (``edge.spool``) in sequence order: readings are
+Everything that leaves the gateway goes through the spool (``floorwatch.edge.spool``) in sequence order: readings are
 collected into ``readings`` batches of at most ``mqtt.max_batch`` rows. Numbers are issued when records are
 queued — the readings batch first, then the snapshots, alerts and events that happened meanwhile — so the
 spool holds records in the order of their numbers, and alerts do not cut the readings into small messages. The spool is written to disk every ``spool.flush_interval`` seconds (one transaction — an SD
-card is not written per reading); the MQTT publisher (``edge.mqtt``) drains it and deletes what the broker
+card is not written per reading); the MQTT publisher (``floorwatch.edge.mqtt``) drains it and deletes what the broker
 acknowledged.
 
 Statistics and alert state are written next to the spool (``<spool>.state.json``, atomic replace) every
@@ -46,14 +46,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import edge
-from drivers import registry
-from drivers.base import Driver, Simulator
-from drivers.units import convert
-from edge.clock import SYSTEM_CLOCK, Clock
-from edge.config import CharacteristicConfig, GatewayConfig, InstrumentConfig
-from edge.model import Measurement, Reading, Severity, StatsSnapshot, Status, StatusEvent, dumps, encode_batch
-from edge.topics import Topics
+from floorwatch import edge
+from floorwatch.drivers import registry
+from floorwatch.drivers.base import Driver, Simulator
+from floorwatch.drivers.units import convert
+from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
+from floorwatch.edge.config import CharacteristicConfig, GatewayConfig, InstrumentConfig
+from floorwatch.edge.model import (
+    Measurement,
+    Reading,
+    Severity,
+    StatsSnapshot,
+    Status,
+    StatusEvent,
+    dumps,
+    encode_batch,
+)
+from floorwatch.edge.signals import alert_kinds
+from floorwatch.edge.topics import Topics
 
 log = logging.getLogger("floorwatch")
 
@@ -166,7 +176,7 @@ class EventLog:
         self.event("debug", name, **fields)
 
     def attach(self, *loggers: str) -> None:
-        """Route the library loggers (``edge.mqtt``, ``edge.spool``, ``drivers.*``, paho) through this log,
+        """Route the library loggers (``floorwatch.edge.mqtt``, ``floorwatch.edge.spool``, ``drivers.*``, paho) through this log,
         so that every line has the same form and the same repeat limit."""
         handler = _EventLogHandler(self)
         for name in loggers:
@@ -276,7 +286,7 @@ class AlertCheck:
 @dataclass
 class CharacteristicState:
     config: CharacteristicConfig
-    stats: Any  # edge.stats.RollingStats; None for counters
+    stats: Any  # floorwatch.edge.stats.RollingStats; None for counters
     checks: list[AlertCheck]
     last: tuple | None = None  # (ts_ns, instrument, characteristic, value, unit, status) of the latest reading
     snapshot: StatsSnapshot | None = None
@@ -310,18 +320,12 @@ class InstrumentState:
 
 
 def _check_list(cfg: CharacteristicConfig) -> list[AlertCheck]:
-    from edge.stats import rules
-
+    """The alerts a characteristic can raise, from the signal catalogue: spec limits, its rules, EWMA, CUSUM."""
     if cfg.kind == "count":
         return []
-    checks = []
-    if cfg.lsl is not None or cfg.usl is not None:
-        checks.append(AlertCheck(rules.OUT_OF_SPEC, "out_of_spec", Severity.CRITICAL))
-    for name in cfg.rules:
-        checks.append(AlertCheck(rules.bit(name), name, Severity.WARNING))
-    checks.append(AlertCheck(rules.EWMA, "ewma", Severity.WARNING))
-    checks.append(AlertCheck(rules.CUSUM, "cusum", Severity.WARNING))
-    return checks
+    spec = ["below_lsl", "above_usl"] if cfg.lsl is not None or cfg.usl is not None else []
+    kinds = alert_kinds([*spec, *cfg.rules, "ewma_high", "ewma_low", "cusum_high", "cusum_low"])
+    return [AlertCheck(mask, kind, severity) for kind, (mask, severity) in kinds.items()]
 
 
 # ------------------------------------------------------------------------------------------- gateway
@@ -399,7 +403,7 @@ class Gateway:
     # ------------------------------------------------------------------ set-up
 
     def _build_characteristics(self) -> None:
-        from edge.stats import RollingStats
+        from floorwatch.edge.stats import RollingStats
 
         for cfg in self.config.characteristics:
             stats = None if cfg.kind == "count" else RollingStats.from_config(cfg)
@@ -408,7 +412,7 @@ class Gateway:
             self._routes[(cfg.instrument, cfg.channel)] = state
 
     def _restore_state(self) -> None:
-        from edge.alerts import AlertTracker
+        from floorwatch.edge.alerts import AlertTracker
 
         if not self.state_path.exists():
             return
@@ -426,7 +430,7 @@ class Gateway:
             self.events.error("state_unreadable", path=str(self.state_path), moved_to=str(aside), error=str(exc),
                               fix="statistics start afresh; control limits are learned again from the baseline")
             return
-        from edge.stats import RollingStats
+        from floorwatch.edge.stats import RollingStats
 
         saved_ns = data.get("saved_ns")
         # seconds the gateway was down (wall clock; never negative, even when the clock was set back)
@@ -715,7 +719,7 @@ class Gateway:
         if not others:
             return
         self._others = []
-        from edge.model import AlertState
+        from floorwatch.edge.model import AlertState
 
         for kind, topic, record in others:
             seq = self.spool.issue()
@@ -755,7 +759,7 @@ class Gateway:
 
     def _alert(self, tr: Any) -> None:
         """An alert raised or cleared (published with the next batch, numbered then)."""
-        from edge.model import AlertState
+        from floorwatch.edge.model import AlertState
 
         self._state_dirty = True
         key = (tr.subject, tr.kind)
@@ -1030,8 +1034,8 @@ class Gateway:
         """Open the spool, build the statistics, restore the saved state. ``run`` calls it; tests and the
         benchmark call it to drive :meth:`ingest` directly. Raises ``OSError``/``SpoolError`` on a spool
         that cannot be opened."""
-        from edge.alerts import AlertTracker
-        from edge.spool import Spool
+        from floorwatch.edge.alerts import AlertTracker
+        from floorwatch.edge.spool import Spool
 
         cfg = self.config
         self.started_ns = self.clock.now_ns()
@@ -1060,7 +1064,7 @@ class Gateway:
                               fix="check that gateway.data_dir exists and is writable by the service user")
             return 1
         if cfg.alerts.webhook_url:
-            from edge.webhook import WebhookSender
+            from floorwatch.edge.webhook import WebhookSender
 
             self.webhook = WebhookSender.from_config(cfg.alerts)
             await self.webhook.__aenter__()
@@ -1071,14 +1075,14 @@ class Gateway:
         publisher_cm = None
         try:
             if self.publish:
-                from edge.mqtt import MqttPublisher
+                from floorwatch.edge.mqtt import MqttPublisher
 
                 publisher_cm = MqttPublisher(cfg.mqtt, self.topics, self.spool, client_id=self.client_id,
                                              clock=self.clock)
                 self.publisher = await publisher_cm.__aenter__()
                 tasks.append(asyncio.create_task(self._publish_loop(), name="mqtt"))
             if cfg.web.enabled:
-                from gateway.web import StatusServer
+                from floorwatch.gateway.web import StatusServer
 
                 self.web = StatusServer(self, cfg.web.bind, events=self.events)
                 try:
@@ -1260,7 +1264,7 @@ def run_gateway(config: GatewayConfig, **kwargs: Any) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         gw = Gateway(config, **kwargs)
-        gw.events.attach("edge", "drivers", "paho", "floorwatch")
+        gw.events.attach("floorwatch", "paho")
         try:
             return await gw.run(stop)
         except Exception as exc:  # a bug: one line (with where it happened) for the journal, exit 1

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from edge.alerts import AlertTracker, AlertTransition, clear_of_limits
-from edge.config import AlertsConfig
-from edge.model import AlertState, Severity, decode, encode
+from floorwatch.edge.alerts import AlertTracker, AlertTransition, clear_of_limits
+from floorwatch.edge.config import AlertsConfig
+from floorwatch.edge.model import AlertState, Severity, decode, encode
 
 LSL, USL = 11.95, 12.05
 

@@ -1,6 +1,6 @@
 """The bridge against a real Mosquitto and a real InfluxDB v2 write API (VictoriaMetrics).
 
-Test data is published with paho directly and encoded with edge.model, as a gateway would publish it.
+Test data is published with paho directly and encoded with floorwatch.edge.model, as a gateway would publish it.
 """
 
 from __future__ import annotations
@@ -14,9 +14,18 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge.model import Alert, AlertState, Reading, Severity, StatsSnapshot, StatusEvent, dumps, encode_batch
-from edge.topics import Topics
-from gateway.bridge import Bridge, parse_bridge_config
+from floorwatch.edge.model import (
+    Alert,
+    AlertState,
+    Reading,
+    Severity,
+    StatsSnapshot,
+    StatusEvent,
+    dumps,
+    encode_batch,
+)
+from floorwatch.edge.topics import Topics
+from floorwatch.gateway.bridge import Bridge, parse_bridge_config
 
 T0 = 1_700_000_000_000_000_000
 TOPICS = Topics("floorwatch/v1", "dongguan-2", "line-3", "gw-01")
@@ -60,7 +69,7 @@ def start_bridge() -> Iterator[Callable[..., Bridge]]:
 
 
 class Publisher:
-    """A gateway stand-in: paho, QoS 1, payloads from edge.model."""
+    """A gateway stand-in: paho, QoS 1, payloads from floorwatch.edge.model."""
 
     def __init__(self, broker) -> None:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
@@ -264,7 +273,7 @@ def test_gaps_are_reported_and_spool_drops_explained(mosquitto, victoria, publis
     (TOPICS.readings, {"unit": "mm\\"}, "unit 'mm\\\\' of 'bore_diameter' has control characters"),
 ])
 def test_names_that_would_break_the_line_protocol_are_invalid(topic, reading, reason):
-    from gateway.bridge import Incoming, Invalid, parse_message
+    from floorwatch.gateway.bridge import Incoming, Invalid, parse_message
 
     r = Reading(**{"ts_ns": T0, "seq": 1, "instrument": "caliper-1", "characteristic": "bore_diameter",
                    "value": 12.0, "unit": "mm", **reading})
@@ -290,7 +299,7 @@ def test_numbers_the_gateway_skipped_are_an_explained_gap(mosquitto, victoria, p
     """A gateway whose spool file was lost (or after a power cut) resumes above its sequence reservation and
     says so: the spool queues a ``sequence_skipped`` event, which the gateway publishes on ``events/spool``.
     Those numbers were never used: the bridge must show an explained gap, not data lost."""
-    from edge.spool import Spool
+    from floorwatch.edge.spool import Spool
 
     path = tmp_path / "spool.sqlite"
     with Spool(path, max_bytes=1 << 20, seq_reserve=50) as spool:

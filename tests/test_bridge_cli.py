@@ -12,10 +12,10 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from edge.config import ConfigError, load_config
-from edge.model import Reading, encode_batch
-from gateway.bridge import load_bridge_config, parse_bridge_config
-from gateway.cli import main
+from floorwatch.edge.config import ConfigError, load_config
+from floorwatch.edge.model import Reading, encode_batch
+from floorwatch.gateway.bridge import load_bridge_config, parse_bridge_config
+from floorwatch.gateway.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,7 +95,7 @@ client_id = "bridge-cli-test"
 url = "{victoria.url}"
 linger = 0.01
 """)
-    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "bridge", "--config", str(path)],
+    proc = subprocess.Popen([sys.executable, "-m", "floorwatch.gateway.cli", "bridge", "--config", str(path)],
                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)

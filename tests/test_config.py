@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import ConfigError, load_config, parse_config, parse_size
+from floorwatch.edge.config import ConfigError, load_config, parse_config, parse_size
 
 ROOT = Path(__file__).parent.parent
 EXAMPLE = ROOT / "gateway" / "example.toml"
@@ -157,7 +157,7 @@ def test_sizes():
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "floorwatch.gateway.cli", *args], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=60)
 
 
@@ -185,7 +185,7 @@ def test_every_key_is_documented():
     """docs/configuration.md lists every key the models accept (regenerate the table when adding one)."""
     from pydantic import BaseModel
 
-    from edge import config as c
+    from floorwatch.edge import config as c
 
     doc = (ROOT / "docs" / "configuration.md").read_text()
     models = [m for m in vars(c).values() if isinstance(m, type) and issubclass(m, BaseModel)

@@ -14,9 +14,9 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import alerting as am
 from grafana_foundation_sdk.models import dashboard as dm
 
-from dashboards import generate as gen
-from edge.config import load_config
-from edge.model import (
+from floorwatch.dashboards import generate as gen
+from floorwatch.edge.config import load_config
+from floorwatch.edge.model import (
     Alert,
     AlertState,
     Reading,
@@ -26,8 +26,8 @@ from edge.model import (
     dumps,
     encode_batch,
 )
-from edge.topics import Topics
-from gateway.bridge import Bridge, Incoming, parse_bridge_config, parse_message
+from floorwatch.edge.topics import Topics
+from floorwatch.gateway.bridge import Bridge, Incoming, parse_bridge_config, parse_message
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "gateway" / "example.toml"

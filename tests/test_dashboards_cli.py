@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from gateway.cli import main
+from floorwatch.gateway.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

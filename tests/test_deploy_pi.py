@@ -325,7 +325,7 @@ def test_cloud_bridge_config_is_accepted_by_the_bridge(tmp_path):
     conf = tmp_path / "bridge.toml"
     conf.write_text(text)
     env = dict(os.environ, FLOORWATCH_MQTT_PASSWORD="a-long-bridge-password")
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "bridge", "--config", str(conf), "--check"],
+    result = subprocess.run([sys.executable, "-m", "floorwatch.gateway.cli", "bridge", "--config", str(conf), "--check"],
                             capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stderr
     assert "mqtts://mosquitto:8883" in result.stdout

@@ -11,14 +11,14 @@ import pytest
 import serial.rs485
 from pydantic import ValidationError
 
-from drivers import registry
-from drivers.base import Decoded, SerialDefaults
-from drivers.serial_port import effective_settings, open_port, rs485_settings, stable_name
-from drivers.units import canonical, convert
-from drivers.weighing import PartWeigher, WeighingOptions
-from edge.clock import SYSTEM_CLOCK
-from edge.config import InstrumentConfig, SerialSettings, parse_config
-from edge.model import Status
+from floorwatch.drivers import registry
+from floorwatch.drivers.base import Decoded, SerialDefaults
+from floorwatch.drivers.serial_port import effective_settings, open_port, rs485_settings, stable_name
+from floorwatch.drivers.units import canonical, convert
+from floorwatch.drivers.weighing import PartWeigher, WeighingOptions
+from floorwatch.edge.clock import SYSTEM_CLOCK
+from floorwatch.edge.config import InstrumentConfig, SerialSettings, parse_config
+from floorwatch.edge.model import Status
 from harness.serial_pty import Collector, instrument, wait_until
 
 SERIAL = [n for n in registry.names() if registry.get(n).transport == "serial"]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from drivers import registry
-from edge.config import InstrumentConfig
+from floorwatch.drivers import registry
+from floorwatch.edge.config import InstrumentConfig
 
 DOCS = Path(__file__).parent.parent / "docs" / "drivers"
 SERIAL = [n for n in registry.names() if registry.get(n).transport == "serial"]

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from drivers import registry
-from gateway.cli import main
-from gateway.commands.decode import decode_frames
+from floorwatch.drivers import registry
+from floorwatch.gateway.cli import main
+from floorwatch.gateway.commands.decode import decode_frames
 
 CASES_DIR = Path(__file__).parent / "testcases"
 SERIAL = [n for n in registry.names() if registry.get(n).transport == "serial"]

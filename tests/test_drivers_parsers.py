@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers import registry
-from drivers.base import Decoded, Ignored, Rejected
-from drivers.xk3190 import encode as xk_encode
-from edge.model import Status
+from floorwatch.drivers import registry
+from floorwatch.drivers.base import Decoded, Ignored, Rejected
+from floorwatch.drivers.xk3190 import encode as xk_encode
+from floorwatch.edge.model import Status
 
 SERIAL = [n for n in registry.names() if registry.get(n).transport == "serial"]
 REGEX_OPTIONS = {"pattern": r"W:(?P<value>[+-]?\d+\.\d+)(?P<unit>g|kg)(?: (?P<status>OK|MOV))?",

@@ -9,10 +9,10 @@ import os
 
 import serial
 
-from drivers import registry
-from edge.clock import SYSTEM_CLOCK
-from gateway.cli import main
-from gateway.commands.probe import candidates, plan, probe_serial, report
+from floorwatch.drivers import registry
+from floorwatch.edge.clock import SYSTEM_CLOCK
+from floorwatch.gateway.cli import main
+from floorwatch.gateway.commands.probe import candidates, plan, probe_serial, report
 
 
 def _sim(name: str, options: dict):

@@ -10,11 +10,11 @@ import os
 
 import pytest
 
-from drivers import registry
-from drivers.mitutoyo import MitutoyoSimulator
-from drivers.simulate.scenario import Scenario
-from edge.clock import SYSTEM_CLOCK
-from edge.model import Status
+from floorwatch.drivers import registry
+from floorwatch.drivers.mitutoyo import MitutoyoSimulator
+from floorwatch.drivers.simulate.scenario import Scenario
+from floorwatch.edge.clock import SYSTEM_CLOCK
+from floorwatch.edge.model import Status
 from harness.serial_pty import Collector, contiguous_in, instrument, wait_until
 
 CASES = [

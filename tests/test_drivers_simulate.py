@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers import registry
-from drivers.framing import Framer
-from drivers.simulate.scenario import SCENARIOS, Scenario
-from edge.clock import SYSTEM_CLOCK
+from floorwatch.drivers import registry
+from floorwatch.drivers.framing import Framer
+from floorwatch.drivers.simulate.scenario import SCENARIOS, Scenario
+from floorwatch.edge.clock import SYSTEM_CLOCK
 from harness.serial_pty import Collector, instrument, wait_until
 
 
@@ -124,7 +124,7 @@ async def test_polled_scale_survives_unplug_and_replug():
 def test_line_ends_between_binary_frames_are_not_counted_as_junk(between):
     """Some XK3190 firmware ends each binary frame with CR LF after the ETX: those bytes are not noise, and
     counting them would make every other frame look rejected on the status page."""
-    from drivers.xk3190 import encode
+    from floorwatch.drivers.xk3190 import encode
 
     frame = encode(12.34, 2)
     f = Framer(b"\x03", start=b"\x02")

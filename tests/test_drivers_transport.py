@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from drivers import registry
-from drivers.framing import Framer
-from drivers.serial_port import SerialLink, effective_settings, port_hint
-from edge.clock import SYSTEM_CLOCK
-from edge.config import SerialSettings
+from floorwatch.drivers import registry
+from floorwatch.drivers.framing import Framer
+from floorwatch.drivers.serial_port import SerialLink, effective_settings, port_hint
+from floorwatch.edge.clock import SYSTEM_CLOCK
+from floorwatch.edge.config import SerialSettings
 from harness._util import require_binary
 from harness.serial_pty import Collector, instrument, wait_until
 
@@ -134,7 +134,7 @@ def test_permission_denied_on_a_port_says_how_to_fix_it(pty_pair):
     _, path = pty_pair
     done = _without_access(path, f"""
         import asyncio, contextlib
-        from drivers import registry
+        from floorwatch.drivers import registry
         from harness.serial_pty import Collector, instrument
         async def main():
             d = registry.get("mitutoyo").driver(instrument("caliper-1", "mitutoyo", {path!r}), None)
@@ -154,7 +154,7 @@ def test_probe_stops_at_permission_denied_with_the_fix(pty_pair):
     _, path = pty_pair
     done = _without_access(path, f"""
         import sys
-        from gateway.cli import main
+        from floorwatch.gateway.cli import main
         sys.exit(main(["probe", {path!r}, "--listen", "0.05", "--timeout", "0.05"]))
         """)
     assert done.returncode == 2, (done.stdout, done.stderr)
@@ -200,7 +200,7 @@ async def test_a_path_that_is_not_a_serial_port_says_so(tmp_path, kind):
 
 
 def test_probe_stops_at_a_path_that_is_not_a_serial_port(tmp_path, capsys):
-    from gateway.cli import main
+    from floorwatch.gateway.cli import main
 
     assert main(["probe", "/dev/null", "--listen", "0.05", "--timeout", "0.05"]) == 2
     err = capsys.readouterr().err

@@ -21,14 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def floorwatch(*args: str, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "floorwatch.gateway.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env=dict(os.environ, PYTHONPATH=path, **(env or {})))
 
 
 def spawn(*args: str, env: dict | None = None, log: Path) -> subprocess.Popen:
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     fh = open(log, "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, stdout=fh,
+    return subprocess.Popen([sys.executable, "-m", "floorwatch.gateway.cli", *args], cwd=ROOT, stdout=fh,
                             stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1",
                                                                **(env or {})))
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from test_gateway_e2e import start_gateway, stop_gateway, wait_async, write_config
 
-from drivers.modbus import ModbusOptions, Point
-from edge.clock import SYSTEM_CLOCK, ManualClock
-from edge.config import parse_config
-from edge.model import Reading, decode_batch
-from edge.spool import Spool
-from gateway.service import EventLog, Gateway
+from floorwatch.drivers.modbus import ModbusOptions, Point
+from floorwatch.edge.clock import SYSTEM_CLOCK, ManualClock
+from floorwatch.edge.config import parse_config
+from floorwatch.edge.model import Reading, decode_batch
+from floorwatch.edge.spool import Spool
+from floorwatch.gateway.service import EventLog, Gateway
 from harness._util import free_port
 
 pytestmark = pytest.mark.service

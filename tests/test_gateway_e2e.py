@@ -22,10 +22,10 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from drivers.mitutoyo import MitutoyoSimulator
-from drivers.simulate.scenario import Scenario
-from edge.model import AlertState, decode_batch, loads
-from edge.topics import parse_topic
+from floorwatch.drivers.mitutoyo import MitutoyoSimulator
+from floorwatch.drivers.simulate.scenario import Scenario
+from floorwatch.edge.model import AlertState, decode_batch, loads
+from floorwatch.edge.topics import parse_topic
 from harness._util import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,7 +142,7 @@ def start_gateway(config: Path, log: Path) -> subprocess.Popen:
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1")
     with open(log, "ab") as fh:
-        return subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
+        return subprocess.Popen([sys.executable, "-m", "floorwatch.gateway.cli", "run", "--config", str(config)],
                                 cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
 
 
@@ -357,7 +357,7 @@ async def test_sigkill_under_load_no_gap_and_statistics_restored(mosquitto, tmp_
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         saved = json.loads(state_file.read_text())["characteristics"]["bore_diameter"]["stats"]
-        from edge.stats import RollingStats
+        from floorwatch.edge.stats import RollingStats
 
         n_saved = RollingStats.from_state(saved).snapshot().n_total
         assert n_saved > 500  # the periodic save happened under load
@@ -393,7 +393,7 @@ async def test_sigkill_under_load_no_gap_and_statistics_restored(mosquitto, tmp_
 
 
 def _service_config(tmp_path: Path, url: str, **over) -> object:
-    from edge.config import parse_config
+    from floorwatch.edge.config import parse_config
 
     cfg = {
         "gateway": {"site": "test", "line": "l1", "id": "gw", "data_dir": str(tmp_path / "data")},
@@ -415,7 +415,7 @@ STAY_USER = "user root\n" if os.geteuid() == 0 else ""
 
 
 async def _feed(gw, n: int) -> None:
-    from edge.model import Measurement
+    from floorwatch.edge.model import Measurement
 
     for i in range(n):
         gw.ingest(Measurement(time.time_ns(), "caliper-1", 12.0 + (i % 7) * 0.001, "mm"))
@@ -428,7 +428,7 @@ async def _feed(gw, n: int) -> None:
 async def test_disk_budget_exceeded_drops_oldest_and_reports_it(mosquitto_factory, tmp_path):
     import io
 
-    from gateway.service import EventLog, Gateway
+    from floorwatch.gateway.service import EventLog, Gateway
 
     broker = mosquitto_factory("max_queued_messages 0\n", start=False)  # down for now
     gw = Gateway(_service_config(tmp_path, broker.url, spool={"max_bytes": "1 MiB"}),
@@ -459,7 +459,7 @@ async def test_disk_budget_exceeded_drops_oldest_and_reports_it(mosquitto_factor
 
 
 async def test_wrong_credentials_clear_error_and_data_kept(mosquitto_factory, tmp_path, request):
-    from gateway.service import EventLog, Gateway
+    from floorwatch.gateway.service import EventLog, Gateway
     from harness._util import require_binary
 
     passwd = require_binary("mosquitto_passwd")
@@ -476,7 +476,7 @@ async def test_wrong_credentials_clear_error_and_data_kept(mosquitto_factory, tm
     out = io.StringIO()
     gw = Gateway(_service_config(tmp_path, broker.url, mqtt={"username": "gw", "password_file": str(secret)}),
                  events=EventLog(stream=out, timestamps=False))
-    gw.events.attach("edge")
+    gw.events.attach("floorwatch.edge")
     request.addfinalizer(gw.events.detach)  # the edge loggers go back to the test's capture afterwards
     stop = asyncio.Event()
     task = asyncio.create_task(gw.run(stop))
@@ -492,7 +492,7 @@ async def test_wrong_credentials_clear_error_and_data_kept(mosquitto_factory, tm
     assert await task == 0
     assert "wrong-password" not in out.getvalue()
     # the data is still in the spool for the next start
-    from edge.spool import Spool
+    from floorwatch.edge.spool import Spool
 
     with Spool(gw.spool_path, max_bytes=64 * 1024**2) as spool:
         rows = [r for rec in spool.pending(10_000) if rec.topic.endswith("/readings")
@@ -501,7 +501,7 @@ async def test_wrong_credentials_clear_error_and_data_kept(mosquitto_factory, tm
 
 
 async def test_tls_without_the_broker_ca_fails_verification_and_keeps_data(mosquitto_factory, tmp_path):
-    from gateway.service import EventLog, Gateway
+    from floorwatch.gateway.service import EventLog, Gateway
     from harness._util import require_binary
 
     openssl = require_binary("openssl")

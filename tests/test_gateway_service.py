@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from edge.clock import ManualClock
-from edge.config import parse_config
-from edge.model import AlertState, Measurement, Status, decode_batch, loads
-from gateway.service import EventLog, Gateway, safe_url
+from floorwatch.edge.clock import ManualClock
+from floorwatch.edge.config import parse_config
+from floorwatch.edge.model import AlertState, Measurement, Status, decode_batch, loads
+from floorwatch.gateway.service import EventLog, Gateway, safe_url
 from harness._util import free_port
 
 
@@ -507,7 +507,7 @@ def test_a_record_that_cannot_be_encoded_keeps_its_number_and_says_why(tmp_path)
 
 
 def test_unrouted_channels_are_counted_in_bounded_memory(tmp_path):
-    from gateway.service import MAX_UNROUTED
+    from floorwatch.gateway.service import MAX_UNROUTED
 
     clock = ManualClock()
     gw, _ = gateway(tmp_path, clock)
@@ -561,8 +561,8 @@ async def test_a_driver_that_ignores_its_cancel_does_not_keep_the_gateway_from_s
     import asyncio
     import contextlib
 
-    from drivers.base import Driver
-    from gateway.service import InstrumentState
+    from floorwatch.drivers.base import Driver
+    from floorwatch.gateway.service import InstrumentState
 
     class Stuck(Driver):
         released = False
@@ -604,7 +604,7 @@ async def test_a_failing_check_does_not_stop_the_spool_from_being_written(tmp_pa
     import asyncio
     import contextlib
 
-    from drivers.base import Driver
+    from floorwatch.drivers.base import Driver
 
     class BrokenHealth(Driver):
         async def run(self, emit):
@@ -674,11 +674,11 @@ def test_event_log_gives_the_library_loggers_back():
     that ran a gateway (the demo, the tests) does not keep its logging swallowed."""
     import logging
 
-    logger = logging.getLogger("edge.test_detach")
+    logger = logging.getLogger("floorwatch.test_detach")
     before = (list(logger.handlers), logger.level, logger.propagate)
     out = io.StringIO()
     log = EventLog(stream=out, timestamps=False)
-    log.attach("edge.test_detach")
+    log.attach("floorwatch.test_detach")
     logger.warning("while attached")
     assert "while attached" in out.getvalue() and logger.propagate is False
     log.detach()

@@ -1,4 +1,4 @@
-"""edge.influx: the line protocol of the documented schema, idempotent points, and a writer that retries
+"""floorwatch.edge.influx: the line protocol of the documented schema, idempotent points, and a writer that retries
 with backoff until the database (a real VictoriaMetrics speaking the InfluxDB v2 write API) is back."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from edge import influx
-from edge.influx import InfluxTarget, InfluxWriter, Origin, Spec, WriteAborted
-from edge.model import Alert, AlertState, Reading, Severity, StatsSnapshot, Status, StatusEvent
+from floorwatch.edge import influx
+from floorwatch.edge.influx import InfluxTarget, InfluxWriter, Origin, Spec, WriteAborted
+from floorwatch.edge.model import Alert, AlertState, Reading, Severity, StatsSnapshot, Status, StatusEvent
 
 ORIGIN = Origin("dongguan-2", "line-3", "gw-01")
 T = 1_700_000_000_000_000_000

@@ -8,11 +8,11 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.modbus import ModbusDriver, ModbusOptions, Point, plan_reads
-from drivers.modbus_codec import ORDERS
-from edge.clock import ManualClock
-from edge.config import InstrumentConfig
-from edge.model import Measurement, Status
+from floorwatch.drivers.modbus import ModbusDriver, ModbusOptions, Point, plan_reads
+from floorwatch.drivers.modbus_codec import ORDERS
+from floorwatch.edge.clock import ManualClock
+from floorwatch.edge.config import InstrumentConfig
+from floorwatch.edge.model import Measurement, Status
 
 POINTS = [Point(name=f"{kind}_{order}", address=i * 4, type=kind, order=order)
           for i, (kind, order) in enumerate((k, o) for k in ("u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64")
@@ -57,7 +57,7 @@ def test_groups_cover_every_point_exactly_once():
 
 
 def test_a_scale_that_overflows_is_an_error_reading():
-    from drivers.modbus_codec import encode
+    from floorwatch.drivers.modbus_codec import encode
 
     driver = _driver()
     group = next(g for g in driver.units[1].groups if any(m.point.name == "huge" for m in g.members))

@@ -11,10 +11,10 @@ from collections import defaultdict
 
 import pytest
 
-from drivers.modbus import DEFAULT_POINTS, ModbusDriver, ModbusOptions, Point, RS485Error
-from drivers.modbus_codec import ORDERS
-from edge.clock import SYSTEM_CLOCK, ManualClock
-from edge.model import Measurement, Status
+from floorwatch.drivers.modbus import DEFAULT_POINTS, ModbusDriver, ModbusOptions, Point, RS485Error
+from floorwatch.drivers.modbus_codec import ORDERS
+from floorwatch.edge.clock import SYSTEM_CLOCK, ManualClock
+from floorwatch.edge.model import Measurement, Status
 from harness.modbus_server import instrument_for
 
 pytestmark = pytest.mark.service
@@ -358,8 +358,8 @@ async def test_nothing_listening_is_reported_and_retried(modbus_sim):
 
 async def test_the_gateways_way_of_running_a_simulated_instrument():
     """registry spec -> simulator -> endpoint merged into the configuration -> driver, as the service does."""
-    from drivers import registry
-    from edge.config import InstrumentConfig
+    from floorwatch.drivers import registry
+    from floorwatch.edge.config import InstrumentConfig
 
     spec = registry.get("modbus")
     config = InstrumentConfig(name="counter-1", driver="modbus", simulate="counter", poll_interval=0.05, timeout=0.2)

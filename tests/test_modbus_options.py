@@ -5,11 +5,18 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from drivers import registry
-from drivers.modbus import DEFAULT_POINTS, BoundPoint, ModbusDriver, ModbusOptions, Point, plan_reads
-from drivers.modbus_sim import ModbusSimulator
-from edge.clock import ManualClock
-from edge.config import InstrumentConfig, parse_config
+from floorwatch.drivers import registry
+from floorwatch.drivers.modbus import (
+    DEFAULT_POINTS,
+    BoundPoint,
+    ModbusDriver,
+    ModbusOptions,
+    Point,
+    plan_reads,
+)
+from floorwatch.drivers.modbus_sim import ModbusSimulator
+from floorwatch.edge.clock import ManualClock
+from floorwatch.edge.config import InstrumentConfig, parse_config
 
 
 def _error(**fields) -> str:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge.model import (
+from floorwatch.edge.model import (
     Alert,
     AlertState,
     PayloadError,

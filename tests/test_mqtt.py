@@ -26,11 +26,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edge.config import MqttConfig
-from edge.model import Reading, decode_batch, encode_batch
-from edge.mqtt import MqttPublisher
-from edge.spool import Spool
-from edge.topics import Topics
+from floorwatch.edge.config import MqttConfig
+from floorwatch.edge.model import Reading, decode_batch, encode_batch
+from floorwatch.edge.mqtt import MqttPublisher
+from floorwatch.edge.spool import Spool
+from floorwatch.edge.topics import Topics
 from harness._util import free_port, require_binary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,10 +209,10 @@ async def test_budget_exceeded_during_outage_drops_oldest_and_says_so(mosquitto_
 PUBLISHER = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
-    from edge.config import MqttConfig
-    from edge.mqtt import MqttPublisher
-    from edge.spool import Spool
-    from edge.topics import Topics
+    from floorwatch.edge.config import MqttConfig
+    from floorwatch.edge.mqtt import MqttPublisher
+    from floorwatch.edge.spool import Spool
+    from floorwatch.edge.topics import Topics
 
     async def main():
         topics = Topics("floorwatch/v1", "plant-1", "line-2", "gw-test")

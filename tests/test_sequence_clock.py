@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge.clock import ManualClock, SystemClock
-from edge.sequence import SequenceCounter, SequenceError
+from floorwatch.edge.clock import ManualClock, SystemClock
+from floorwatch.edge.sequence import SequenceCounter, SequenceError
 
 
 def test_numbers_resume_after_the_last_committed(tmp_path):

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-import edge.spool as spool_module
-from edge.model import Reading, encode_batch
-from edge.spool import Spool, SpoolError
+import floorwatch.edge.spool as spool_module
+from floorwatch.edge.model import Reading, encode_batch
+from floorwatch.edge.spool import Spool, SpoolError
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024**2
@@ -228,7 +228,7 @@ def test_unclean_stop_after_reboot_skips_to_the_reservation(tmp_path: Path, monk
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from edge.spool import Spool
+    from floorwatch.edge.spool import Spool
     spool = Spool(Path(sys.argv[1]), max_bytes=64 * 1024**2)
     spool.open()
     payload = b"x" * 2000
@@ -332,7 +332,7 @@ def test_a_disk_that_refuses_writes_does_not_fill_the_memory(tmp_path: Path) -> 
     script = textwrap.dedent("""
         import json, resource, signal, sys
         from pathlib import Path
-        from edge.spool import Spool, SpoolError
+        from floorwatch.edge.spool import Spool, SpoolError
         sys.path.insert(0, sys.argv[2])
         from test_spool import add_batch
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write beyond the limit fails with EFBIG instead
@@ -382,7 +382,7 @@ def test_a_drop_is_counted_only_when_it_is_committed(tmp_path: Path) -> None:
     script = textwrap.dedent("""
         import json, os, resource, signal, sys
         from pathlib import Path
-        from edge.spool import Spool, SpoolError
+        from floorwatch.edge.spool import Spool, SpoolError
         sys.path.insert(0, sys.argv[2])
         from test_spool import add_batch
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

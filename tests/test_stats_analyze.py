@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.cli import main
+from floorwatch.gateway.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,7 +117,7 @@ def test_missing_and_empty_files(tmp_path, capsys):
 
 def test_command_line_entry_point(bore):
     path, _ = bore
-    out = subprocess.run([sys.executable, "-m", "gateway.cli", "analyze", str(path), "--column", "diameter_mm",
+    out = subprocess.run([sys.executable, "-m", "floorwatch.gateway.cli", "analyze", str(path), "--column", "diameter_mm",
                           "--json"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["snapshot"]["n"] == 118

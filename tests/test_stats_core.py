@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge import stats
-from edge.config import RULE_NAMES, CharacteristicConfig
-from edge.model import StatsSnapshot, decode, encode
-from edge.stats import reference, rules
-from edge.stats.constants import A2, B3, B4, C4, D2, D3, D4
+from floorwatch.edge import stats
+from floorwatch.edge.config import CharacteristicConfig
+from floorwatch.edge.model import StatsSnapshot, decode, encode
+from floorwatch.edge.signals import RULE_NAMES
+from floorwatch.edge.stats import reference, rules
+from floorwatch.edge.stats.constants import A2, B3, B4, C4, D2, D3, D4
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPLS = {"compiled": stats.RollingStats, "python": reference.RollingStats}
@@ -40,7 +41,7 @@ def test_compiled_core_is_built_and_active():
 
 
 def test_compiled_bit_values_match_the_documented_layout():
-    from edge import _stats_core
+    from floorwatch.edge import _stats_core
 
     assert _stats_core.BIT_VALUES == rules.BITS
     assert rules.BIT_NAMES[:12] == RULE_NAMES
@@ -469,18 +470,18 @@ def _run(code: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_forced_pure_python_fallback_works_in_a_fresh_process():
-    code = ("import logging; logging.basicConfig(); from edge import stats; "
+    code = ("import logging; logging.basicConfig(); from floorwatch.edge import stats; "
             "print(stats.IMPLEMENTATION, '|', stats.FALLBACK_REASON); "
             "rs = stats.RollingStats(window=5); print(rs.push(1.0), type(rs).__module__)")
     out = _run(code, FLOORWATCH_PURE_PYTHON="1")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["python | FLOORWATCH_PURE_PYTHON is set in the environment",
-                                       "0 edge.stats.reference"]
+                                       "0 floorwatch.edge.stats.reference"]
 
 
 def test_missing_compiled_core_falls_back_with_one_warning():
-    code = ("import sys, logging; logging.basicConfig(); sys.modules['edge._stats_core'] = None\n"
-            "from edge import stats\nimport importlib; print(stats.IMPLEMENTATION)")
+    code = ("import sys, logging; logging.basicConfig(); sys.modules['floorwatch.edge._stats_core'] = None\n"
+            "from floorwatch.edge import stats\nimport importlib; print(stats.IMPLEMENTATION)")
     out = _run(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "python"
@@ -489,14 +490,14 @@ def test_missing_compiled_core_falls_back_with_one_warning():
 
 
 def test_version_command_names_the_active_core():
-    out = subprocess.run([sys.executable, "-m", "gateway.cli", "version"], cwd=ROOT, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "floorwatch.gateway.cli", "version"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0 and "statistics core: compiled" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "gateway.cli", "version"], cwd=ROOT, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "floorwatch.gateway.cli", "version"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60, env={**os.environ, "FLOORWATCH_PURE_PYTHON": "1"})
     assert "statistics core: python (compiled core unavailable: FLOORWATCH_PURE_PYTHON" in out.stdout
 
 
 def test_importing_the_compiled_module_first_still_selects_it():
-    out = _run("import edge._stats_core\nfrom edge import stats\nprint(stats.IMPLEMENTATION)")
+    out = _run("import floorwatch.edge._stats_core\nfrom floorwatch.edge import stats\nprint(stats.IMPLEMENTATION)")
     assert out.returncode == 0 and out.stdout.strip() == "compiled", out.stderr

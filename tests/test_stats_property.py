@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from edge import stats
-from edge.config import RULE_NAMES
-from edge.model import encode
-from edge.stats import reference
+from floorwatch.edge import stats
+from floorwatch.edge.model import encode
+from floorwatch.edge.signals import RULE_NAMES
+from floorwatch.edge.stats import reference
 
 FIELDS = ("mean", "std", "min", "max", "mr_bar", "sigma_within", "ewma", "ewma_ucl", "ewma_lcl",
           "cusum_pos", "cusum_neg", "center", "sigma", "ucl", "lcl", "cp", "cpk", "pp", "ppk",

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge import stats
-from edge.config import RULE_NAMES
-from edge.stats import reference, rules
+from floorwatch.edge import stats
+from floorwatch.edge.signals import RULE_NAMES
+from floorwatch.edge.stats import reference, rules
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,7 +139,7 @@ def test_hand_made_states_continue_like_the_reference(changes):
 
 def test_compiled_core_uses_sse2_pairs_on_x86_64():
     """The x86-64 build takes the SSE2 pairs (every x86-64 processor has SSE2); elsewhere plain C."""
-    from edge import _stats_core
+    from floorwatch.edge import _stats_core
 
     expected = "sse2" if platform.machine() in ("x86_64", "AMD64") else "portable"
     assert _stats_core.PAIRS == expected
@@ -147,14 +147,14 @@ def test_compiled_core_uses_sse2_pairs_on_x86_64():
 
 PORTABLE_CHECK = """
 import importlib.util, sys
-spec = importlib.util.spec_from_file_location("edge._stats_core", sys.argv[1])
+spec = importlib.util.spec_from_file_location("floorwatch.edge._stats_core", sys.argv[1])
 core = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(core)
 assert core.PAIRS == "portable", core.PAIRS
-sys.modules["edge._stats_core"] = core
-import edge
+sys.modules["floorwatch.edge._stats_core"] = core
+from floorwatch import edge
 edge._stats_core = core
-from edge import stats
+from floorwatch.edge import stats
 assert stats.IMPLEMENTATION == "compiled" and issubclass(stats.RollingStats, core.Core)
 sys.path.insert(0, sys.argv[2])
 import test_stats_wordwise as t

@@ -15,8 +15,8 @@ import urllib.request
 
 import pytest
 
-from edge.config import parse_config
-from gateway.service import EventLog, Gateway
+from floorwatch.edge.config import parse_config
+from floorwatch.gateway.service import EventLog, Gateway
 from harness._util import free_port, require_binary
 
 

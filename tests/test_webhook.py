@@ -8,9 +8,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from edge.config import AlertsConfig
-from edge.model import Alert, AlertState, Severity, loads
-from edge.webhook import WebhookSender
+from floorwatch.edge.config import AlertsConfig
+from floorwatch.edge.model import Alert, AlertState, Severity, loads
+from floorwatch.edge.webhook import WebhookSender
 from harness._util import free_port
 
 FAST = {"backoff_min": 0.02, "backoff_max": 0.1}

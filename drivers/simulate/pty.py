@@ -23,10 +23,10 @@ import tempfile
 import tty
 from pathlib import Path
 
-from drivers.base import Simulator
-from drivers.framing import Framer
-from drivers.simulate.scenario import Event, Scenario
-from edge.clock import SYSTEM_CLOCK, Clock
+from floorwatch.drivers.base import Simulator
+from floorwatch.drivers.framing import Framer
+from floorwatch.drivers.simulate.scenario import Event, Scenario
+from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
 
 
 class PtySimulator(Simulator):

@@ -1,13 +1,13 @@
-"""Rolling SPC statistics per characteristic: ``from edge.stats import RollingStats``.
+"""Rolling SPC statistics per characteristic: ``from floorwatch.edge.stats import RollingStats``.
 
-The compiled core (``edge._stats_core``, built from ``ext/_stats_core.pyx``) is used when it can be
-imported; otherwise the pure-Python reference (``edge.stats.reference``) takes over, with one warning on
+The compiled core (``floorwatch.edge._stats_core``, built from ``ext/_stats_core.pyx``) is used when it can be
+imported; otherwise the pure-Python reference (``floorwatch.edge.stats.reference``) takes over, with one warning on
 the ``floorwatch.stats`` logger, and the gateway keeps working, only slower. ``FLOORWATCH_PURE_PYTHON=1``
 in the environment forces the reference. ``IMPLEMENTATION`` says which one is active ("compiled" or
 "python") and ``FALLBACK_REASON`` why the compiled one is not ("" when it is); ``floorwatch version``
 prints both.
 
-The bit layout of the per-point results is in :mod:`edge.stats.rules`; the algorithms and their papers
+The bit layout of the per-point results is in :mod:`floorwatch.edge.stats.rules`; the algorithms and their papers
 are in ``docs/statistics.md``.
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import os
 
-from edge.stats import reference, rules
-from edge.stats._api import RollingStatsApi, capability
+from floorwatch.edge.stats import reference, rules
+from floorwatch.edge.stats._api import RollingStatsApi, capability
 
 __all__ = ["RollingStats", "IMPLEMENTATION", "FALLBACK_REASON", "capability", "rules", "reference"]
 
@@ -30,7 +30,7 @@ def _load() -> tuple[type, str, str]:
         log.info("statistics core: pure-Python reference (%s)", reason)
         return reference.RollingStats, "python", reason
     try:
-        from edge import _stats_core
+        from floorwatch.edge import _stats_core
     except ImportError as exc:
         reason = (f"{exc}; build it with 'python3 setup.py build_ext --inplace' or reinstall with "
                   "'pip install .' (needs a C compiler)")
@@ -41,7 +41,7 @@ def _load() -> tuple[type, str, str]:
     class RollingStats(RollingStatsApi, _stats_core.Core):
         __doc__ = RollingStatsApi.__doc__
         __qualname__ = "RollingStats"
-        __module__ = "edge.stats"
+        __module__ = "floorwatch.edge.stats"
 
     return RollingStats, "compiled", ""
 

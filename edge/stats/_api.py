@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from edge.config import RULE_NAMES
-from edge.model import StatsSnapshot
-from edge.stats import rules as _rules
-from edge.stats.constants import B3, B4, C4, D2, D3, D4, MR_D2
+from floorwatch.edge.model import StatsSnapshot
+from floorwatch.edge.signals import RULE_NAMES, unknown_rule_message
+from floorwatch.edge.stats import rules as _rules
+from floorwatch.edge.stats.constants import B3, B4, C4, D2, D3, D4, MR_D2
 
 STATE_FORMAT = "floorwatch.stats/1"
 
@@ -126,16 +126,16 @@ class RollingStatsApi:
     """Rolling SPC statistics and control-chart state of one characteristic, updated per reading.
 
     One object per characteristic, river-style: ``push(x)`` learns one reading and returns the bitmask
-    (see :mod:`edge.stats.rules`) of the rules and signals it fired; ``push_many(values)`` does the same
+    (see :mod:`floorwatch.edge.stats.rules`) of the rules and signals it fired; ``push_many(values)`` does the same
     for a numpy array in one loop without the GIL; ``snapshot()`` returns an immutable
-    ``edge.model.StatsSnapshot``; ``state()``/``from_state()`` save and restore it bit-identically.
+    ``floorwatch.edge.model.StatsSnapshot``; ``state()``/``from_state()`` save and restore it bit-identically.
 
     Control limits (centre line and σ) are given (``center``, ``sigma``) or learned from the first
     ``baseline`` accepted readings (centre = their mean, σ = MR̄/d2, or R̄/d2 for subgroups) and then
     frozen until ``rebaseline()``. Readings that are not finite, or pushed with ``ok=False``, never enter
     the statistics: they only count in ``n_rejected``.
 
-    >>> from edge.stats import RollingStats, rules
+    >>> from floorwatch.edge.stats import RollingStats, rules
     >>> rs = RollingStats(window=50, lsl=9.5, usl=10.5, center=10.0, sigma=0.1,
     ...                   rules=["nelson_1", "nelson_2"], characteristic="bore_diameter")
     >>> [rs.push(x) for x in (10.02, 9.97, 10.01, 9.99, 10.03)]
@@ -182,7 +182,7 @@ class RollingStatsApi:
         rules = tuple(rules)
         for name in rules:
             if name not in RULE_NAMES:
-                raise ValueError(f"unknown rule {name!r}; known rules: {', '.join(RULE_NAMES)}")
+                raise ValueError(unknown_rule_message(name))
         if (center is None) != (sigma is None):
             raise ValueError("give both center and sigma, or neither (then they are learned from the baseline)")
         c = _number("center", center, allow_none=True)
@@ -215,7 +215,7 @@ class RollingStatsApi:
 
     @classmethod
     def from_config(cls, config: Any) -> RollingStatsApi:
-        """One ``RollingStats`` for one ``edge.config.CharacteristicConfig``."""
+        """One ``RollingStats`` for one ``floorwatch.edge.config.CharacteristicConfig``."""
         return cls(
             window=config.window, lsl=config.lsl, usl=config.usl, subgroup_size=config.subgroup_size,
             rules=tuple(config.rules), center=config.control.center, sigma=config.control.sigma,

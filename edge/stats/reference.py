@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.stats import rules as R
-from edge.stats._api import ARRAYS, SCALAR_NAMES, RollingStatsApi, readings
+from floorwatch.edge.stats import rules as R
+from floorwatch.edge.stats._api import ARRAYS, SCALAR_NAMES, RollingStatsApi, readings
 
 _INF = math.inf
 _CANCELLATION = 2.0**-20
@@ -35,7 +35,7 @@ _CHART_BITS = R.RULE_MASK | R.EWMA | R.CUSUM
 
 
 class RollingStats(RollingStatsApi):
-    """Rolling SPC statistics of one characteristic (pure-Python reference; see ``edge.stats``)."""
+    """Rolling SPC statistics of one characteristic (pure-Python reference; see ``floorwatch.edge.stats``)."""
 
     # --- set-up ---------------------------------------------------------------------------------------
 
@@ -131,7 +131,7 @@ class RollingStats(RollingStatsApi):
     # --- per reading ----------------------------------------------------------------------------------
 
     def push(self, x: float, ok: bool = True) -> int:
-        """Add one reading; returns the bitmask (edge.stats.rules) of what this reading fired."""
+        """Add one reading; returns the bitmask (floorwatch.edge.stats.rules) of what this reading fired."""
         if isinstance(x, str | bytes):
             raise TypeError(f"a reading must be a number, got {x!r}")
         x = float(x)

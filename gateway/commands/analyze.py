@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.config import DEFAULT_RULES, RULE_NAMES
-from edge.model import encode
+from floorwatch.edge.model import encode
+from floorwatch.edge.signals import DEFAULT_RULES, RULE_NAMES
 
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
 MAX_LISTED = 50
@@ -128,7 +128,7 @@ def read_column(path: Path, column: str, delimiter: str | None = None
 
 def analyze(args: argparse.Namespace) -> dict[str, Any]:
     """Run the core over the file; returns the report as plain data (what --json prints)."""
-    from edge.stats import IMPLEMENTATION, RollingStats, rules
+    from floorwatch.edge.stats import IMPLEMENTATION, RollingStats, rules
 
     values, lines, bad = read_column(args.file, args.column, args.delimiter)
     good = int(np.isfinite(values).sum())

@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from edge.config import ConfigError
+from floorwatch.edge.config import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway.bridge import Bridge, load_bridge_config, load_specs
+    from floorwatch.gateway.bridge import Bridge, load_bridge_config, load_specs
 
     try:
         config = load_bridge_config(args.config)

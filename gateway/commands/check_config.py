@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from drivers import registry
-from edge.config import ConfigError
+from floorwatch.drivers import registry
+from floorwatch.edge.config import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

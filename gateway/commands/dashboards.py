@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edge.config import ConfigError, GatewayConfig, load_config
+from floorwatch.edge.config import ConfigError, GatewayConfig, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         return 1
     try:
-        from dashboards import generate as gen
+        from floorwatch.dashboards import generate as gen
     except ModuleNotFoundError as exc:
         print(f"floorwatch dashboards needs {exc.name}: pip install 'floorwatch[dashboards]'", file=sys.stderr)
         return 1
@@ -53,7 +53,7 @@ def _push(args: argparse.Namespace, config: GatewayConfig | None) -> int:
     from grafana_client import GrafanaApi
     from grafana_client.client import GrafanaClientError, GrafanaException
 
-    from dashboards import generate as gen
+    from floorwatch.dashboards import generate as gen
 
     try:
         token = args.token_file.read_text().strip()

@@ -28,9 +28,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from drivers import registry
-from drivers.base import Decoded, Parser, Rejected
-from drivers.framing import Framer, unescape
+from floorwatch.drivers import registry
+from floorwatch.drivers.base import Decoded, Parser, Rejected
+from floorwatch.drivers.framing import Framer, unescape
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

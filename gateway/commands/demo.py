@@ -178,8 +178,8 @@ class LiveView:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge.config import ConfigError, load_config
-    from gateway.service import EventLog, Gateway
+    from floorwatch.edge.config import ConfigError, load_config
+    from floorwatch.gateway.service import EventLog, Gateway
 
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="floorwatch-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     exit_code = 0
     with open(log_path, "a") as log_file:
         events = EventLog(stream=log_file, level="info")
-        events.attach("edge", "drivers", "paho", "floorwatch")
+        events.attach("floorwatch", "paho")
         gateway = Gateway(config, events=events, publish=publish)
         gateway.listeners.append(view)
 

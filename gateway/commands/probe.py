@@ -15,7 +15,7 @@ Every driver's parser then looks at the bytes; a driver matches when it decodes 
 probe stops at the first setting where a driver matches (``--all`` tries every setting).
 
 ``floorwatch probe --modbus HOST|HOST:PORT|/dev/ttyUSB0`` scans Modbus unit ids instead (see
-``drivers.modbus_probe``).
+``floorwatch.drivers.modbus_probe``).
 """
 
 from __future__ import annotations
@@ -33,10 +33,17 @@ from typing import Any
 
 import serial
 
-from drivers import registry
-from drivers.base import Decoded, DriverSpec, Parser, Rejected, SerialDefaults
-from drivers.framing import Framer
-from drivers.serial_port import BY_ID, describe_settings, open_error, open_port, port_hint, stable_name
+from floorwatch.drivers import registry
+from floorwatch.drivers.base import Decoded, DriverSpec, Parser, Rejected, SerialDefaults
+from floorwatch.drivers.framing import Framer
+from floorwatch.drivers.serial_port import (
+    BY_ID,
+    describe_settings,
+    open_error,
+    open_port,
+    port_hint,
+    stable_name,
+)
 
 # Settings worth a try beyond the drivers' own defaults, most common first.
 COMMON = ("9600 8N1", "19200 8N1", "2400 7E1", "4800 8N1", "1200 7O1", "38400 8N1", "57600 8N1", "115200 8N1")
@@ -316,10 +323,10 @@ def report(port: str, found: list[Match], by_id: Path = BY_ID, heard: dict[str, 
 
 
 def probe_modbus(args: argparse.Namespace) -> int:
-    """Modbus unit-id scan: delegated to drivers.modbus_probe."""
+    """Modbus unit-id scan: delegated to floorwatch.drivers.modbus_probe."""
     from pymodbus.exceptions import ModbusException
 
-    from drivers import modbus_probe
+    from floorwatch.drivers import modbus_probe
 
     units = parse_units(args.units)
     # Without --settings, modbus_probe searches the common RTU settings itself (9600/19200, even/no parity).

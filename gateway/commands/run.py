@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from drivers import registry
-from edge.config import ConfigError
+from floorwatch.drivers import registry
+from floorwatch.edge.config import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway.service import EventLog, run_gateway
+    from floorwatch.gateway.service import EventLog, run_gateway
 
     try:
         config = registry.load_checked(args.config)

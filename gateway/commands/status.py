@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from edge.config import ConfigError, load_config
+from floorwatch.edge.config import ConfigError, load_config
 
 DEFAULT_CONFIG = Path("/etc/floorwatch/gateway.toml")
 

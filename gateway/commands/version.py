@@ -3,7 +3,7 @@ from __future__ import annotations
 import argparse
 import platform
 
-import edge
+from floorwatch import edge
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -11,7 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge import stats
+    from floorwatch.edge import stats
 
     print(f"floorwatch {edge.__version__} (Python {platform.python_version()}, {platform.machine()})")
     print(f"statistics core: {stats.IMPLEMENTATION}" + ("" if stats.IMPLEMENTATION == "compiled" else

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from edge.config import InstrumentConfig
-from edge.model import Measurement
+from floorwatch.edge.config import InstrumentConfig
+from floorwatch.edge.model import Measurement
 
 PTY_SERIAL = {"baudrate": 9600, "bytesize": 8, "parity": "N", "stopbits": 1}
 
