@@ -46,7 +46,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import socket
 import ssl
 import threading
@@ -56,6 +55,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
 from floorwatch import edge
+from floorwatch.edge.backoff import Backoff
 from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
 from floorwatch.edge.config import ConfigError, MqttConfig
 from floorwatch.edge.model import PAYLOAD_VERSION
@@ -298,6 +298,8 @@ class MqttPublisher:
         self.version = version
         self.backoff_min = backoff_min
         self.backoff_max = max(backoff_max, backoff_min)
+        # ±20 % jitter: gateways that lost the same broker at the same moment do not all return in one burst
+        self._backoff = Backoff(first=self.backoff_min, maximum=self.backoff_max, jitter=0.2)
         self.connect_timeout = connect_timeout
         self.window = config.max_inflight
         self.protocol = "3.1.1" if config.protocol == "3.1.1" else "5"
@@ -369,7 +371,7 @@ class MqttPublisher:
         if self._loop is None:
             raise RuntimeError("use 'async with MqttPublisher(...) as publisher:' around run()")
         self._run_task = asyncio.current_task()
-        backoff = self.backoff_min
+        self._backoff.reset()
         while not self._closing:
             try:
                 session = await self._connect()
@@ -380,8 +382,7 @@ class MqttPublisher:
                              self.config.host, self.config.port, exc)
                     continue
                 self._error(str(exc))
-                await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
-                backoff = min(backoff * 2, self.backoff_max)
+                await self._backoff.sleep()
                 continue
             acked_before, began = self.acked, asyncio.get_running_loop().time()
             try:
@@ -399,9 +400,8 @@ class MqttPublisher:
             # A connection that delivered something, or lasted, resets the backoff; a broker that accepts
             # and then drops us (or refuses every message) is retried ever more slowly.
             if self.acked > acked_before or asyncio.get_running_loop().time() - began > 5.0:
-                backoff = self.backoff_min
-            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
-            backoff = min(backoff * 2, self.backoff_max)
+                self._backoff.reset()
+            await self._backoff.sleep()
 
     async def _connect(self) -> _Session:
         client = self._make_client()

@@ -31,13 +31,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import urllib.error
 import urllib.request
 from collections import deque
 from urllib.parse import urlsplit
 
 from floorwatch import edge
+from floorwatch.edge.backoff import Backoff
 from floorwatch.edge.config import AlertsConfig
 from floorwatch.edge.model import Alert, dumps
 
@@ -153,7 +153,8 @@ class WebhookSender:
                 self._busy = False
 
     async def _deliver(self, body: bytes) -> None:
-        delay = self.backoff_min
+        # each event starts from the first wait: one receiver's bad minute does not slow the next event
+        backoff = Backoff(first=self.backoff_min, maximum=self.backoff_max, jitter=0.2)
         for attempt in range(1, self.max_attempts + 1):
             self.attempts += 1
             ok, retry, error = await asyncio.to_thread(self._post, body)
@@ -165,8 +166,7 @@ class WebhookSender:
                 self.failed += 1
                 log.warning("webhook: alert event not delivered after %d attempt(s): %s", attempt, error)
                 return
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, self.backoff_max)
+            await backoff.sleep()
 
     def _post(self, body: bytes) -> tuple[bool, bool, str]:
         """One POST (in a worker thread): (delivered, worth retrying, error message)."""
