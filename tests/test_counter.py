@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from floorwatch.drivers.counter import ProductionCounter
+from floorwatch.drivers.modbus.counters import ProductionCounter
 
 
 def feed(counter: ProductionCounter, readings: list[tuple[int, float]]) -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from floorwatch.drivers import modbus_codec as codec
+from floorwatch.drivers.modbus import codec
 
 VECTORS = json.loads((Path(__file__).parent / "testcases/modbus/register_vectors.json").read_text())["vectors"]
 RANGES = {

@@ -8,8 +8,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from floorwatch.drivers.modbus import ModbusDriver, ModbusOptions, Point, plan_reads
-from floorwatch.drivers.modbus_codec import ORDERS
+from floorwatch.drivers.modbus.codec import ORDERS
+from floorwatch.drivers.modbus.driver import ModbusDriver, ModbusOptions, Point, plan_reads
 from floorwatch.edge.clock import ManualClock
 from floorwatch.edge.config import InstrumentConfig
 from floorwatch.edge.model import Measurement, Status
@@ -57,7 +57,7 @@ def test_groups_cover_every_point_exactly_once():
 
 
 def test_a_scale_that_overflows_is_an_error_reading():
-    from floorwatch.drivers.modbus_codec import encode
+    from floorwatch.drivers.modbus.codec import encode
 
     driver = _driver()
     group = next(g for g in driver.units[1].groups if any(m.point.name == "huge" for m in g.members))

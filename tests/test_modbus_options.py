@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from floorwatch.drivers import registry
-from floorwatch.drivers.modbus import (
+from floorwatch.drivers.modbus.driver import (
     DEFAULT_POINTS,
     BoundPoint,
     ModbusDriver,
@@ -14,7 +14,7 @@ from floorwatch.drivers.modbus import (
     Point,
     plan_reads,
 )
-from floorwatch.drivers.modbus_sim import ModbusSimulator
+from floorwatch.drivers.modbus.simulator import ModbusSimulator
 from floorwatch.edge.clock import ManualClock
 from floorwatch.edge.config import InstrumentConfig, parse_config
 

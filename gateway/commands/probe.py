@@ -15,7 +15,7 @@ Every driver's parser then looks at the bytes; a driver matches when it decodes 
 probe stops at the first setting where a driver matches (``--all`` tries every setting).
 
 ``floorwatch probe --modbus HOST|HOST:PORT|/dev/ttyUSB0`` scans Modbus unit ids instead (see
-``floorwatch.drivers.modbus_probe``).
+``floorwatch.drivers.modbus.probe``).
 """
 
 from __future__ import annotations
@@ -323,10 +323,10 @@ def report(port: str, found: list[Match], by_id: Path = BY_ID, heard: dict[str, 
 
 
 def probe_modbus(args: argparse.Namespace) -> int:
-    """Modbus unit-id scan: delegated to floorwatch.drivers.modbus_probe."""
+    """Modbus unit-id scan: delegated to floorwatch.drivers.modbus.probe."""
     from pymodbus.exceptions import ModbusException
 
-    from floorwatch.drivers import modbus_probe
+    from floorwatch.drivers.modbus import probe as modbus_probe
 
     units = parse_units(args.units)
     # Without --settings, modbus_probe searches the common RTU settings itself (9600/19200, even/no parity).

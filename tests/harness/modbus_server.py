@@ -1,7 +1,7 @@
 """Real Modbus peers for tests: pymodbus' server on a free loopback TCP port, or on a socat pty pair (RTU).
 
 ``modbus_sim`` is a factory: ``await modbus_sim("wrap", options, clock, transport="rtu")`` starts a
-:class:`floorwatch.drivers.modbus_sim.ModbusSimulator` and stops it after the test. ``modbus_tcp_server`` and
+:class:`floorwatch.drivers.modbus.simulator.ModbusSimulator` and stops it after the test. ``modbus_tcp_server`` and
 ``modbus_rtu_server`` are ready-made steady counters. ``instrument_for(sim, ...)`` builds the instrument
 configuration that points the driver at a simulator (8N1 for RTU, short timeouts for fast tests).
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from floorwatch.drivers.modbus_sim import ModbusSimulator
+from floorwatch.drivers.modbus.simulator import ModbusSimulator
 from floorwatch.edge.clock import ManualClock
 from floorwatch.edge.config import InstrumentConfig
 from harness._util import require_binary

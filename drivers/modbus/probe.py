@@ -18,8 +18,8 @@ from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
-from floorwatch.drivers import modbus_codec as codec
-from floorwatch.drivers.modbus import EXCEPTION_TEXT, check_serial_port, connect_client
+from floorwatch.drivers.modbus import codec
+from floorwatch.drivers.modbus.driver import EXCEPTION_TEXT, check_serial_port, connect_client
 
 SAMPLE = 10  # registers read per table
 
@@ -242,7 +242,7 @@ async def _first_answer(client: Any, units: list[int]) -> int | None:
     return None
 
 
-async def _main(target: str) -> int:  # pragma: no cover - manual use: python -m floorwatch.drivers.modbus_probe HOST
+async def _main(target: str) -> int:  # pragma: no cover - manual use: python -m floorwatch.drivers.modbus.probe HOST
     found = await probe(target, unit_ids=range(1, 248))
     return 0 if found else 1
 

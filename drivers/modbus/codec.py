@@ -96,7 +96,7 @@ def decode(registers: list[int] | tuple[int, ...], kind: str = "u16", order: str
     >>> decode([0x0001], "u32")
     Traceback (most recent call last):
     ...
-    floorwatch.drivers.modbus_codec.CodecError: u32 needs 2 registers, got 1
+    floorwatch.drivers.modbus.codec.CodecError: u32 needs 2 registers, got 1
     """
     fmt, count = _FORMATS.get(kind, (None, 0))
     if fmt is None:
@@ -118,7 +118,7 @@ def encode(value: int | float, kind: str = "u16", order: str = "ABCD") -> list[i
     >>> encode(70000, "u16")
     Traceback (most recent call last):
     ...
-    floorwatch.drivers.modbus_codec.CodecError: 70000 does not fit in u16
+    floorwatch.drivers.modbus.codec.CodecError: 70000 does not fit in u16
     """
     fmt, _count = _FORMATS.get(kind, (None, 0))
     if fmt is None:

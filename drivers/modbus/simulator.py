@@ -1,7 +1,7 @@
 """A Modbus line counter and PLC to test and demonstrate against, served by pymodbus' own server.
 
 The simulator serves the same register map the driver reads (the instrument's ``points``, or
-``floorwatch.drivers.modbus.DEFAULT_POINTS``), encoding every value with ``floorwatch.drivers.modbus_codec`` in the point's type
+``floorwatch.drivers.modbus.DEFAULT_POINTS``), encoding every value with ``floorwatch.drivers.modbus.codec`` in the point's type
 and word order, so that the driver's decoding is tested against real Modbus traffic. Register contents are
 computed at the moment a request arrives, from the simulator's clock: with a ``ManualClock`` a test decides
 exactly what the device holds.
@@ -37,9 +37,9 @@ from pymodbus import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from floorwatch.drivers import modbus_codec as codec
 from floorwatch.drivers.base import Simulator
-from floorwatch.drivers.modbus import DEFAULT_POINTS, SCENARIOS, ModbusOptions, Point
+from floorwatch.drivers.modbus import codec
+from floorwatch.drivers.modbus.driver import DEFAULT_POINTS, SCENARIOS, ModbusOptions, Point
 from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
 
 _BLOCKS = ("coils", "discrete_inputs", "holding", "input")  # pymodbus' tuple order: co, di, hr, ir

@@ -4,7 +4,7 @@ The register map lives in the instrument's ``options``: a list of points, each a
 address (0-based: register 40001 is holding address 0) with a type, a word order, scale, offset and unit.
 A point's ``name`` becomes the measurement's channel. Points with ``counter = true`` are production
 counters: the driver turns raw readings into a production count that survives wraps, operator resets and
-device replacement (``floorwatch.drivers.counter``), a rate in parts per minute and a line-stopped flag.
+device replacement (``floorwatch.drivers.modbus.counters``), a rate in parts per minute and a line-stopped flag.
 
 Field failures this driver is built against (see ``shared/reference/instruments.md`` section 3):
 
@@ -46,9 +46,9 @@ from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
-from floorwatch.drivers import modbus_codec as codec
 from floorwatch.drivers.base import Driver, DriverSpec, SerialDefaults, Simulator
-from floorwatch.drivers.counter import ProductionCounter
+from floorwatch.drivers.modbus import codec
+from floorwatch.drivers.modbus.counters import ProductionCounter
 from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
 from floorwatch.edge.config import InstrumentConfig
 from floorwatch.edge.model import Measurement, Status
@@ -713,7 +713,7 @@ def _raise_if_cancelled() -> None:
 
 
 def _simulator(scenario: str, options: BaseModel | None, clock: Clock) -> Simulator:
-    from floorwatch.drivers.modbus_sim import ModbusSimulator
+    from floorwatch.drivers.modbus.simulator import ModbusSimulator
 
     return ModbusSimulator(scenario, options if isinstance(options, ModbusOptions) else None, clock)
 
