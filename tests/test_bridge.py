@@ -14,6 +14,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from floorwatch.bridge.service import Bridge, parse_bridge_config
 from floorwatch.edge.model import (
     Alert,
     AlertState,
@@ -25,7 +26,6 @@ from floorwatch.edge.model import (
     encode_batch,
 )
 from floorwatch.edge.topics import Topics
-from floorwatch.gateway.bridge import Bridge, parse_bridge_config
 
 T0 = 1_700_000_000_000_000_000
 TOPICS = Topics("floorwatch/v1", "dongguan-2", "line-3", "gw-01")
@@ -273,7 +273,7 @@ def test_gaps_are_reported_and_spool_drops_explained(mosquitto, victoria, publis
     (TOPICS.readings, {"unit": "mm\\"}, "unit 'mm\\\\' of 'bore_diameter' has control characters"),
 ])
 def test_names_that_would_break_the_line_protocol_are_invalid(topic, reading, reason):
-    from floorwatch.gateway.bridge import Incoming, Invalid, parse_message
+    from floorwatch.bridge.service import Incoming, Invalid, parse_message
 
     r = Reading(**{"ts_ns": T0, "seq": 1, "instrument": "caliper-1", "characteristic": "bore_diameter",
                    "value": 12.0, "unit": "mm", **reading})

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from floorwatch.bridge.service import load_bridge_config, parse_bridge_config
 from floorwatch.edge.config import ConfigError, load_config
 from floorwatch.edge.model import Reading, encode_batch
-from floorwatch.gateway.bridge import load_bridge_config, parse_bridge_config
 from floorwatch.gateway.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,11 +77,11 @@ def test_missing_secret_and_missing_file_are_named(tmp_path, capsys):
     assert main(["bridge", "--config", str(path), "--check"]) == 1
     assert "influxdb.token_file: cannot read /nonexistent/token" in capsys.readouterr().err
     assert main(["bridge", "--config", str(tmp_path / "nope.toml")]) == 1
-    assert "no such file; copy gateway/bridge.example.toml" in capsys.readouterr().err
+    assert "no such file; copy bridge/example.toml" in capsys.readouterr().err
 
 
 def test_the_shipped_example_is_valid():
-    config = load_bridge_config(ROOT / "gateway" / "bridge.example.toml")
+    config = load_bridge_config(ROOT / "bridge" / "example.toml")
     assert config.mqtt.subscription == "$share/floorwatch-bridge/floorwatch/v1/+/+/+/#"
     assert config.mqtt.session_expiry > 0 and config.influxdb.gzip
 

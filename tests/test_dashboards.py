@@ -14,6 +14,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import alerting as am
 from grafana_foundation_sdk.models import dashboard as dm
 
+from floorwatch.bridge.service import Bridge, Incoming, parse_bridge_config, parse_message
 from floorwatch.dashboards import generate as gen
 from floorwatch.edge.config import load_config
 from floorwatch.edge.model import (
@@ -27,7 +28,6 @@ from floorwatch.edge.model import (
     encode_batch,
 )
 from floorwatch.edge.topics import Topics
-from floorwatch.gateway.bridge import Bridge, Incoming, parse_bridge_config, parse_message
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "gateway" / "example.toml"

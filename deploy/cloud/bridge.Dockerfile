@@ -9,6 +9,7 @@ COPY ext ext
 COPY edge edge
 COPY drivers drivers
 COPY gateway gateway
+COPY bridge bridge
 # the wheel carries the compiled statistics core
 RUN pip wheel --no-cache-dir --no-deps -w /wheels .
 

@@ -1,6 +1,6 @@
 """``floorwatch bridge --config FILE``: run the MQTT -> InfluxDB bridge until stopped (SIGTERM / Ctrl-C).
 
-The configuration is a small TOML file of its own (commented example: ``gateway/bridge.example.toml``);
+The configuration is a small TOML file of its own (commented example: ``bridge/example.toml``);
 ``--check`` validates it and exits, so a typo is found before a service is restarted.
 """
 
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from floorwatch.gateway.bridge import Bridge, load_bridge_config, load_specs
+    from floorwatch.bridge.service import Bridge, load_bridge_config, load_specs
 
     try:
         config = load_bridge_config(args.config)

@@ -182,7 +182,7 @@ def parse_bridge_config(data: dict[str, Any], source: str = "<bridge config>") -
 
 def load_bridge_config(path: str | os.PathLike[str]) -> BridgeConfig:
     """Read and validate a bridge TOML file; :class:`ConfigError` with one line per problem."""
-    return parse_bridge_config(read_toml(path, "gateway/bridge.example.toml"), source=Path(path).name)
+    return parse_bridge_config(read_toml(path, "bridge/example.toml"), source=Path(path).name)
 
 
 def load_specs(paths: list[Path]) -> dict[tuple[str, str, str, str], Spec]:
@@ -478,7 +478,7 @@ def parse_message(prefix: str, msg: Incoming) -> Parsed | None:
     >>> parse_message("floorwatch/v1", m)
     Traceback (most recent call last):
     ...
-    floorwatch.gateway.bridge.Invalid: unsupported payload version 2; this reader knows v1
+    floorwatch.bridge.service.Invalid: unsupported payload version 2; this reader knows v1
     """
     parts = topics.parse_topic(prefix, msg.topic)
     if parts is None:
