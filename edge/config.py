@@ -297,9 +297,37 @@ class SpoolConfig(_Strict):
         return size
 
 
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$")
+# Tokens travel in an Authorization header, a URL and a cookie: visible ASCII without separators, and long
+# enough that guessing is hopeless (`openssl rand -hex 16` gives 32 characters).
+_TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{16,256}$")
+
+
 class WebConfig(_Strict):
+    """The local web page: where it listens, how many connections it holds, who may see and change what."""
+
     enabled: bool = True
     bind: str = Field("127.0.0.1:8080", description="host:port of the local status page")
+    max_connections: int = Field(
+        64, ge=4, le=1000,
+        description="Connections the page holds at once; more are refused at once, so that idle or slow "
+        "clients never take the file descriptors the spool, the serial ports and the broker need",
+    )
+    idle_timeout: float = Field(
+        10.0, ge=1, le=300,
+        description="Seconds a connection may send nothing (no request yet, or none since the last answer) "
+        "before it is closed",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names the page answers to besides IP addresses, localhost and this machine's own "
+        "name (and <name>.local); any other name is refused (DNS-rebinding protection)",
+    )
+    view_token_file: Path | None = Field(None, description="File holding the token needed to view the page")
+    view_token_env: str | None = Field(None, description="Environment variable holding the view token")
+    action_token_file: Path | None = Field(
+        None, description="File holding the token needed for anything that changes the gateway")
+    action_token_env: str | None = Field(None, description="Environment variable holding the action token")
 
     @field_validator("bind")
     @classmethod
@@ -308,6 +336,61 @@ class WebConfig(_Strict):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"{v!r} is not host:port, e.g. '127.0.0.1:8080' or '0.0.0.0:8080'")
         return v
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str]) -> list[str]:
+        names = []
+        for host in hosts:
+            name = host.strip().lower().removesuffix(".")
+            if "://" in name or ":" in name or "/" in name:
+                raise ValueError(f"{host!r}: give the host name only, without scheme, port or path "
+                                 "(e.g. 'gateway-3.plant.lan')")
+            if not _HOST_NAME.match(name):
+                raise ValueError(f"{host!r} is not a host name (letters, digits, '-' and dots, e.g. "
+                                 "'gateway-3.plant.lan'); IP addresses need no entry")
+            names.append(name)
+        return names
+
+    @model_validator(mode="after")
+    def _token_sources(self) -> WebConfig:
+        for kind in ("view", "action"):
+            if getattr(self, f"{kind}_token_file") is not None and getattr(self, f"{kind}_token_env") is not None:
+                raise _KeyError(f"{kind}_token_file", f"give {kind}_token_file or {kind}_token_env, not both")
+        return self
+
+    def view_token(self) -> str | None:
+        """The token that viewing needs, or None when the page is open to everyone who reaches it.
+
+        Read when the page starts, so that it never sits in the configuration file; :class:`ConfigError`
+        naming the key when it cannot be read or is too weak."""
+        return _read_token("view", self.view_token_file, self.view_token_env)
+
+    def action_token(self) -> str | None:
+        """The token that any change through the page needs, or None when changes are off."""
+        return _read_token("action", self.action_token_file, self.action_token_env)
+
+
+def _read_token(kind: str, path: Path | None, env: str | None) -> str | None:
+    if path is not None:
+        key = f"web.{kind}_token_file"
+        try:
+            value = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}; create it (one line, the "
+                              "token, e.g. from `openssl rand -hex 16`) readable by the service's user") from None
+    elif env is not None:
+        key = f"web.{kind}_token_env"
+        found = os.environ.get(env)
+        if found is None:
+            raise ConfigError(f"{key}: environment variable {env} is not set")
+        value = found.strip()
+    else:
+        return None
+    if not _TOKEN.match(value):
+        raise ConfigError(f"{key}: the token must be 16 to 256 letters, digits or '._~+/=-' (no spaces); "
+                          "make one with `openssl rand -hex 16`")
+    return value
 
 
 class AlertsConfig(_Strict):
