@@ -170,6 +170,18 @@ def test_unit_is_hardened_and_systemd_rates_its_exposure_low(tmp_path):
     assert float(m.group(1)) <= 2.5, result.stdout
 
 
+def test_unit_gives_the_gateway_file_descriptors_to_spare_beyond_what_the_web_page_may_hold():
+    """The web page holds at most max_connections sockets, plus what asyncio accepts in one go before it
+    refuses them; the unit's limit must leave the spool, the ports and the broker plenty beside that."""
+    from floorwatch.edge.config import WebConfig
+    from floorwatch.gateway.web.server import ACCEPT_BACKLOG
+
+    limits = [line.partition("=")[2].strip() for line in (PI / "floorwatch.service").read_text().splitlines()
+              if line.startswith("LimitNOFILE=")]
+    assert len(limits) == 1 and limits[0].isdigit(), limits
+    assert int(limits[0]) >= 4 * (WebConfig().max_connections + ACCEPT_BACKLOG) + 1024, limits
+
+
 def test_journald_dropin_limits_what_the_log_writes_to_the_sd_card():
     parser = configparser.ConfigParser()
     parser.optionxform = str
