@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from test_gateway_e2e import start_gateway, stop_gateway, wait_async, write_config
 
-from floorwatch.drivers.modbus.driver import ModbusOptions, Point
+from floorwatch.drivers.modbus.points import ModbusOptions, Point
 from floorwatch.edge.clock import SYSTEM_CLOCK, ManualClock
 from floorwatch.edge.config import parse_config
 from floorwatch.edge.model import Reading, decode_batch

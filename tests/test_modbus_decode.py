@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from floorwatch.drivers.modbus.codec import ORDERS
-from floorwatch.drivers.modbus.driver import ModbusDriver, ModbusOptions, Point, plan_reads
+from floorwatch.drivers.modbus.driver import ModbusDriver
+from floorwatch.drivers.modbus.plan import plan_reads
+from floorwatch.drivers.modbus.points import ModbusOptions, Point
 from floorwatch.edge.clock import ManualClock
 from floorwatch.edge.config import InstrumentConfig
 from floorwatch.edge.model import Measurement, Status

@@ -12,7 +12,9 @@ from collections import defaultdict
 import pytest
 
 from floorwatch.drivers.modbus.codec import ORDERS
-from floorwatch.drivers.modbus.driver import DEFAULT_POINTS, ModbusDriver, ModbusOptions, Point, RS485Error
+from floorwatch.drivers.modbus.driver import ModbusDriver
+from floorwatch.drivers.modbus.points import DEFAULT_POINTS, ModbusOptions, Point
+from floorwatch.drivers.modbus.transport import RS485Error
 from floorwatch.edge.clock import SYSTEM_CLOCK, ManualClock
 from floorwatch.edge.model import Measurement, Status
 from harness.modbus_server import instrument_for

@@ -6,14 +6,9 @@ import pytest
 from pydantic import ValidationError
 
 from floorwatch.drivers import registry
-from floorwatch.drivers.modbus.driver import (
-    DEFAULT_POINTS,
-    BoundPoint,
-    ModbusDriver,
-    ModbusOptions,
-    Point,
-    plan_reads,
-)
+from floorwatch.drivers.modbus.driver import ModbusDriver
+from floorwatch.drivers.modbus.plan import BoundPoint, plan_reads
+from floorwatch.drivers.modbus.points import DEFAULT_POINTS, ModbusOptions, Point
 from floorwatch.drivers.modbus.simulator import ModbusSimulator
 from floorwatch.edge.clock import ManualClock
 from floorwatch.edge.config import InstrumentConfig, parse_config

@@ -62,7 +62,7 @@ async def test_tcp_device_answering_every_unit_id_is_explained(modbus_sim):
 
 async def test_a_unit_answering_only_with_exceptions_is_present(modbus_sim):
     # Holding registers 0..9 exist in the default map; ask a device whose map starts elsewhere.
-    from floorwatch.drivers.modbus.driver import ModbusOptions, Point
+    from floorwatch.drivers.modbus.points import ModbusOptions, Point
 
     sim = await modbus_sim("counter", ModbusOptions(points=[Point(name="far", address=60000, type="u16")]))
     found = await probe(f"127.0.0.1:{sim.endpoint['tcp_port']}", unit_ids=[7], timeout=0.1, out=lambda s: None)

@@ -13,7 +13,9 @@ across a wrap, or from zero after a reset. Anything else is a replacement: the n
 baseline and nothing is counted for that step. So the production count never goes negative and never
 jumps by millions; at worst the parts made between the last good reading and a replacement are lost.
 
-The object is pure: it does no I/O and reads no clock; callers pass ``now`` (monotonic seconds).
+:class:`ProductionCounter` is pure: it does no I/O and reads no clock; callers pass ``now`` (monotonic
+seconds). :class:`ProductionCounters` holds one per counter point of a Modbus instrument, turns each raw
+reading into the driver's measurements (count, rate, line stopped) and keeps the counts across restarts.
 
 >>> c = ProductionCounter(modulus=2**16, idle_after=60)
 >>> [c.update(raw, t).event for raw, t in [(65530, 0), (65534, 2), (3, 4), (1, 6), (48213, 8)]]
@@ -44,8 +46,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from floorwatch.drivers.modbus.plan import BoundPoint
+from floorwatch.drivers.modbus.points import ModbusOptions, derived_channel
+from floorwatch.edge.clock import Clock
+from floorwatch.edge.model import Measurement, Status
 
 Event = Literal["start", "count", "unchanged", "wrap", "reset", "replaced"]
 
@@ -240,3 +248,178 @@ class ProductionCounter:
             idle_for=idle_for,
             raw=self._raw,
         )
+
+
+# ------------------------------------------------------------------------- the counters of one instrument
+# Format of the counters' saved state (Driver.state); a state of another format is not continued.
+COUNTER_STATE_FORMAT = "modbus-counters/1"
+
+
+@dataclass(frozen=True, slots=True)
+class CounterIdentity:
+    """What a saved count belongs to: the same register of the same unit, read the same way."""
+
+    unit_id: int
+    function: str
+    address: int
+    type: str
+    order: str
+    modulus: int
+
+    @classmethod
+    def of(cls, b: BoundPoint) -> CounterIdentity:
+        p = b.point
+        return cls(b.unit_id, p.function, p.address, p.kind, p.order, p.modulus)
+
+    def as_dict(self) -> dict[str, int | str]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class CounterHealth:
+    """One counter in ``health.extra["counters"]``: its count, the device's raw value, what happened to it."""
+
+    wraps: int = 0
+    resets: int = 0
+    replacements: int = 0
+    total: int | None = None
+    raw: int | None = None
+    rate: float | None = None
+    stopped: bool | None = None
+    idle_for: float | None = None
+    last_event: str | None = None
+
+    def note(self, event: Event) -> None:
+        if event == "wrap":
+            self.wraps += 1
+        elif event == "reset":
+            self.resets += 1
+        elif event == "replaced":
+            self.replacements += 1
+        self.last_event = event
+
+    def as_dict(self) -> dict[str, int | float | bool | str]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class CounterReading:
+    """What one raw reading of a counter point gives: the count, the rate and the line-stopped flag as
+    measurements; or, for a reading the counter refuses, one error measurement and the reason."""
+
+    measurements: tuple[Measurement, ...]
+    refused: str = ""
+
+
+class ProductionCounters(Mapping[str, ProductionCounter]):
+    """The production counters of one Modbus instrument, by channel (one per counter point and unit)."""
+
+    def __init__(self, bound: Iterable[BoundPoint], options: ModbusOptions, clock: Clock) -> None:
+        self.clock = clock
+        self._points = {b.channel: b for b in bound if b.point.counter}
+        self._counters = {
+            channel: ProductionCounter(
+                modulus=b.point.modulus,
+                max_rate=options.max_rate,
+                rate_window=options.rate_window,
+                idle_after=options.idle_after,
+            )
+            for channel, b in self._points.items()
+        }
+        self._health: dict[str, CounterHealth] = {}
+
+    def __getitem__(self, channel: str) -> ProductionCounter:
+        return self._counters[channel]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._counters)
+
+    def __len__(self) -> int:
+        return len(self._counters)
+
+    def health(self) -> dict[str, dict[str, int | float | bool | str]]:
+        """Per counter: totals, wraps, resets, replacements, the raw value and the last event."""
+        return {channel: h.as_dict() for channel, h in self._health.items()}
+
+    def read(self, b: BoundPoint, raw: int, ts_ns: int, instrument: str) -> CounterReading:
+        """Account for one raw reading of counter point ``b`` taken at ``ts_ns``."""
+        counter, unit = self._counters[b.channel], b.point.unit or "pcs"
+        now = self.clock.monotonic()
+        try:
+            update = counter.update(raw, now)
+        except ValueError as exc:
+            detail = f"{b.channel or 'counter'}: {exc}"
+            error = Measurement(ts_ns, instrument, math.nan, unit, Status.ERROR, b.channel, detail)
+            return CounterReading((error,), refused=detail)
+        state = counter.snapshot(now)
+        detail = "" if update.event in ("count", "unchanged") else update.detail
+        stopped = f"line stopped: no new part for {state.idle_for:.0f} s" if state.stopped else ""
+        health = self._health.setdefault(b.channel, CounterHealth())
+        health.note(update.event)
+        health.total, health.raw, health.rate = state.total, raw, round(state.rate, 3)
+        health.stopped, health.idle_for = state.stopped, round(state.idle_for, 1)
+        return CounterReading((
+            Measurement(ts_ns, instrument, float(state.total), unit, Status.OK, b.channel, detail),
+            Measurement(ts_ns, instrument, state.rate, "parts/min", Status.OK, derived_channel(b.channel, "rate")),
+            Measurement(ts_ns, instrument, 1.0 if state.stopped else 0.0, "", Status.OK,
+                        derived_channel(b.channel, "stopped"), stopped),
+        ))
+
+    # ---------------------------------------------------------------- state across restarts
+    def state(self, *, simulated: bool) -> dict[str, Any]:
+        """The production counts as a JSON-ready mapping, so that the next run continues them."""
+        now = self.clock.monotonic()
+        return {
+            "format": COUNTER_STATE_FORMAT,
+            "saved_ns": self.clock.now_ns(),
+            "simulated": simulated,
+            "counters": {
+                channel: {"point": CounterIdentity.of(self._points[channel]).as_dict(), **counter.state(now)}
+                for channel, counter in self._counters.items()
+            },
+        }
+
+    def restore(self, state: dict[str, Any], *, simulated: bool) -> list[str]:
+        """Continue the production counts of an earlier run. The time the gateway was down (wall clock,
+        never negative) is added to each counter's gap, so the first reading is judged with the usual rules
+        over the whole gap: parts made meanwhile are counted, a wrap, reset or replacement meanwhile is
+        judged as always (never negative, never a spike). A count whose register, type, word order or wrap
+        changed is not continued; nor is any count of a simulated device, which is new with every run.
+        Returns one line per count not continued, and why."""
+        if not state:
+            return []
+        if not isinstance(state, dict) or state.get("format") != COUNTER_STATE_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            return [f"saved counter state has format {found!r}, this version reads {COUNTER_STATE_FORMAT!r}: "
+                    "counting starts from 0"]
+        if simulated or state.get("simulated"):
+            return ["a simulated device is new with every run: counting starts from 0"]
+        saved_ns, counters = state.get("saved_ns"), state.get("counters")
+        if isinstance(saved_ns, bool) or not isinstance(saved_ns, int) or not isinstance(counters, dict):
+            return ["saved counter state lacks 'saved_ns' or 'counters': counting starts from 0"]
+        gap = max(0.0, (self.clock.now_ns() - saved_ns) / 1e9)
+        now = self.clock.monotonic()
+        notes = []
+        for channel, saved in counters.items():
+            label = channel or "(main value)"
+            if channel not in self._counters:
+                notes.append(f"counter {label} is no longer in the register map: its saved count is dropped")
+                continue
+            if not isinstance(saved, dict) or saved.get("point") != CounterIdentity.of(self._points[channel]).as_dict():
+                notes.append(f"counter {label}: the register map changed (unit, address, type, order or wrap): "
+                             "counting starts from 0")
+                continue
+            shifted = dict(saved)
+            for key in ("age", "idle_for"):
+                value = shifted.get(key)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    shifted[key] = value + gap
+            counter = self._counters[channel]
+            try:
+                counter.restore(shifted, now)
+            except ValueError as exc:
+                notes.append(f"counter {label}: {exc}: counting starts from 0")
+                continue
+            health = self._health.setdefault(channel, CounterHealth())
+            health.total, health.raw, health.last_event = counter.total, saved.get("raw"), "restored"
+        return notes

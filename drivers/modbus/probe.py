@@ -9,17 +9,22 @@ response such as "illegal data address" — is present. Raw words are shown in h
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pymodbus import FramerType
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient, ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
 from floorwatch.drivers.modbus import codec
-from floorwatch.drivers.modbus.driver import EXCEPTION_TEXT, check_serial_port, connect_client
+from floorwatch.drivers.modbus.transport import (
+    EXCEPTION_TEXT,
+    check_serial_port,
+    connect_client,
+    quiet_pymodbus,
+)
 
 SAMPLE = 10  # registers read per table
 
@@ -73,23 +78,36 @@ def readings(registers: list[int]) -> dict[str, Any]:
     return out
 
 
-async def _read_table(client: Any, method: str, unit: int) -> tuple[bool, Any]:
-    """(answered, registers | exception text | None). Tries 10 registers, then 1 if the device refuses."""
+@dataclass(frozen=True, slots=True)
+class TableRead:
+    """What one unit gave when asked for the first registers of one table."""
+
+    answered: bool  # any reply at all, even an exception response: the unit is there
+    registers: list[int] | None = None
+    error: str | None = None  # the exception response, explained
+
+    def shown(self) -> dict[str, Any] | str | None:
+        """As the scan reports it: the readings, the exception text, or None (no reply)."""
+        return readings(self.registers) if self.registers is not None else self.error
+
+
+async def _read_table(client: ModbusBaseClient, method: str, unit: int) -> TableRead:
+    """Tries 10 registers, then 1 if the device refuses."""
     answered = False
-    last: Any = None
+    error: str | None = None
     for count in (SAMPLE, 1):
         try:
             response = await getattr(client, method)(0, count=count, device_id=unit)
         except ConnectionException as exc:
             raise ProbeError(f"connection lost during the scan: {exc}".replace("Modbus Error: [Connection] ", "")) from None
         except ModbusException:
-            return answered, last
+            return TableRead(answered, error=error)
         answered = True
         if not response.isError():
-            return True, list(response.registers)
+            return TableRead(True, registers=list(response.registers))
         code = getattr(response, "exception_code", 0)
-        last = f"exception {code:02X} {EXCEPTION_TEXT.get(code, 'unknown exception code')}"
-    return answered, last
+        error = f"exception {code:02X} {EXCEPTION_TEXT.get(code, 'unknown exception code')}"
+    return TableRead(answered, error=error)
 
 
 # Serial settings tried, in this order, when the caller does not know them: the Modbus default first.
@@ -97,20 +115,15 @@ COMMON_SETTINGS: tuple[tuple[int, str], ...] = ((9600, "E"), (9600, "N"), (19200
 QUICK_UNITS = 10  # unit ids tried per setting while looking for the port settings
 
 
-async def _scan(client: Any, label: str, units: list[int], out: Callable[[str], Any],
+async def _scan(client: ModbusBaseClient, label: str, units: list[int], out: Callable[[str], Any],
                 settings: str | None) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for n, unit in enumerate(units, 1):
-        answered_h, holding = await _read_table(client, "read_holding_registers", unit)
+        holding = await _read_table(client, "read_holding_registers", unit)
         # A unit that ignored the first request is absent: do not spend a second timeout on it.
-        answered_i, inputs = (await _read_table(client, "read_input_registers", unit) if answered_h
-                              else (False, None))
-        if answered_h or answered_i:
-            entry: dict[str, Any] = {
-                "unit_id": unit,
-                "holding": readings(holding) if isinstance(holding, list) else holding,
-                "input": readings(inputs) if isinstance(inputs, list) else inputs,
-            }
+        inputs = await _read_table(client, "read_input_registers", unit) if holding.answered else TableRead(False)
+        if holding.answered or inputs.answered:
+            entry: dict[str, Any] = {"unit_id": unit, "holding": holding.shown(), "input": inputs.shown()}
             if settings:
                 entry["settings"] = settings
             found.append(entry)
@@ -126,7 +139,7 @@ async def _scan(client: Any, label: str, units: list[int], out: Callable[[str], 
     return found
 
 
-async def _open(client: Any, label: str) -> None:
+async def _open(client: ModbusBaseClient, label: str) -> None:
     if not await connect_client(client, label):
         client.close()
         raise ProbeError(f"cannot connect to {label}: check the address, cable and power")
@@ -159,12 +172,11 @@ async def probe(
     bad = [u for u in units if not 0 <= u <= 247]
     if bad:
         raise ValueError(f"unit ids must be 0-247, got {bad[:5]}")
-    if logging.getLogger("pymodbus").level == logging.NOTSET:
-        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    quiet_pymodbus()
     span = f"unit ids {units[0]}..{units[-1]} ({len(units)}), {timeout:g} s each"
     if "host" in where:
         label = f"Modbus TCP {where['host']}:{where['tcp_port']}"
-        client: Any = AsyncModbusTcpClient(where["host"], port=where["tcp_port"], timeout=timeout, retries=0,
+        client: ModbusBaseClient = AsyncModbusTcpClient(where["host"], port=where["tcp_port"], timeout=timeout, retries=0,
                                            reconnect_delay=0)
         out(f"probing {label}: {span}")
         await _open(client, label)
@@ -187,7 +199,7 @@ async def probe(
         (b, p) for b, p in COMMON_SETTINGS if (baudrate is None or b == baudrate) and (parity is None or p == parity)
     ] or [(baudrate or 9600, parity or "E")]
 
-    def serial_client(b: int, p: str) -> Any:
+    def serial_client(b: int, p: str) -> AsyncModbusSerialClient:
         return AsyncModbusSerialClient(port, framer=FramerType.RTU, baudrate=b, bytesize=bytesize, parity=p,
                                        stopbits=stopbits, timeout=timeout, retries=0, reconnect_delay=0)
 
@@ -207,11 +219,11 @@ async def probe(
                 out(f"  {exc}")
                 continue
             try:
-                answered = await _first_answer(client, quick)
+                answering = await _first_answer(client, quick)
             finally:
                 client.close()
-            if answered is not None:
-                out(f"unit {answered} answers at {settings}")
+            if answering is not None:
+                out(f"unit {answering} answers at {settings}")
                 chosen = (b, p)
                 break
         else:
@@ -234,10 +246,9 @@ async def probe(
     return found
 
 
-async def _first_answer(client: Any, units: list[int]) -> int | None:
+async def _first_answer(client: ModbusBaseClient, units: list[int]) -> int | None:
     for unit in units:
-        answered, _ = await _read_table(client, "read_holding_registers", unit)
-        if answered:
+        if (await _read_table(client, "read_holding_registers", unit)).answered:
             return unit
     return None
 

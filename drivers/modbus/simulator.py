@@ -1,10 +1,11 @@
 """A Modbus line counter and PLC to test and demonstrate against, served by pymodbus' own server.
 
 The simulator serves the same register map the driver reads (the instrument's ``points``, or
-``floorwatch.drivers.modbus.DEFAULT_POINTS``), encoding every value with ``floorwatch.drivers.modbus.codec`` in the point's type
-and word order, so that the driver's decoding is tested against real Modbus traffic. Register contents are
-computed at the moment a request arrives, from the simulator's clock: with a ``ManualClock`` a test decides
-exactly what the device holds.
+``floorwatch.drivers.modbus.points.DEFAULT_POINTS``), encoding every value with
+``floorwatch.drivers.modbus.codec`` in the point's type and word order, so that the driver's decoding is
+tested against real Modbus traffic. It takes the map's schema from ``points``, as the driver does; the two
+never import each other. Register contents are computed at the moment a request arrives, from the
+simulator's clock: with a ``ManualClock`` a test decides exactly what the device holds.
 
 Transports: Modbus TCP on a free loopback port (``endpoint = {"host": "127.0.0.1", "tcp_port": n}``), or
 Modbus RTU on a pty pair made by socat (``endpoint = {"port": "/tmp/.../modbus-rtu"}``).
@@ -34,14 +35,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pymodbus import FramerType
+from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from floorwatch.drivers.base import Simulator
 from floorwatch.drivers.modbus import codec
-from floorwatch.drivers.modbus.driver import DEFAULT_POINTS, SCENARIOS, ModbusOptions, Point
+from floorwatch.drivers.modbus.points import DEFAULT_POINTS, ModbusOptions, Point
 from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
 
+SCENARIOS = ("counter", "wrap", "reset", "replace", "stopped", "dead_unit")
 _BLOCKS = ("coils", "discrete_inputs", "holding", "input")  # pymodbus' tuple order: co, di, hr, ir
 _FC_BLOCK = {1: "coils", 5: "coils", 15: "coils", 2: "discrete_inputs", 4: "input", 3: "holding", 6: "holding",
              16: "holding", 22: "holding", 23: "holding"}
@@ -130,7 +133,7 @@ class ModbusSimulator(Simulator):
         """A process value that moves slowly around a level of its own (deterministic, no randomness)."""
         if point.name in self._pinned:
             return self._pinned[point.name]
-        if point.type == "bool":
+        if point.kind == "bool":
             return self.running(t)
         seed = zlib.crc32(point.name.encode())
         level = 20.0 + seed % 60
@@ -139,11 +142,11 @@ class ModbusSimulator(Simulator):
     def registers(self, point: Point, t: float) -> list[int] | bool:
         """What the device holds for ``point`` at ``t``: registers in wire order, or a bit."""
         if point.counter:
-            return codec.encode(self.counter_raw(point, t), point.type or "u32", point.order)
+            return codec.encode(self.counter_raw(point, t), point.kind, point.order)
         value = self.process_value(point, t)
-        if point.type == "bool":
+        if point.kind == "bool":
             return bool(value)
-        kind = point.type or "u16"
+        kind = point.kind
         if isinstance(value, int) and point.scale == 1 and point.offset == 0:
             raw: int | float = int(value)  # exact: a 64-bit integer must not pass through a float
         else:
@@ -206,7 +209,7 @@ class ModbusSimulator(Simulator):
                 registers[at : at + len(value)] = value
         return None
 
-    def _trace_pdu(self, sending: bool, pdu: Any) -> Any:
+    def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU | None:
         # A dead unit: the request is dropped as if nobody on the bus had that id.
         if not sending and pdu.dev_id in self.dead_units:
             return None
