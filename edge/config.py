@@ -315,8 +315,8 @@ class WebConfig(_Strict):
     )
     idle_timeout: float = Field(
         10.0, ge=1, le=300,
-        description="Seconds a connection may send nothing (no request yet, or none since the last answer) "
-        "before it is closed",
+        description="Seconds a connection has to send a complete request after it opens or after its last "
+        "answer; then it is closed (idle sockets and clients that trickle their headers go)",
     )
     allowed_hosts: list[str] = Field(
         default_factory=list,

@@ -8,9 +8,10 @@ the listening socket and aiohttp's protocol:
 
 - at most ``max_connections`` are open; one more is answered ``503`` and closed at once (counted, and logged
   once per burst rather than once per connection);
-- a connection that sends nothing for ``idle_timeout`` seconds — no request yet, or none since its last
-  answer — is closed. While a request is being answered the clock stops, unless the answer itself stalls
-  (the client does not read it) for as long.
+- a connection must send a complete request head within ``idle_timeout`` seconds of opening or of its last
+  answer, or it is closed: an idle socket, and a client that trickles its headers a byte at a time to hold
+  the socket (slowloris), both go. While a request is being answered the clock stops, unless the answer
+  itself stalls (the client does not read it) for as long.
 
 The gate wraps aiohttp's protocol factory (``AppRunner.server``) and forwards the transport's calls; it
 uses only asyncio's protocol contract and aiohttp's public request attributes, not aiohttp's internals.
@@ -72,7 +73,8 @@ class ConnectionGate:
     @web.middleware
     async def middleware(self, request: web.Request,
                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-        """Stops a connection's idle clock while its request is answered (a slow answer is no idle client)."""
+        """Stops a connection's clock while its request is answered (a slow answer is no idle client), and
+        restarts it when the answer is made."""
         conn = self._open.get(request.protocol)
         if conn is None:
             return await handler(request)
@@ -193,8 +195,8 @@ class _GatedConnection(asyncio.Protocol):
             self.transport.abort()  # an idle peer gets no goodbye: the descriptor is freed now
 
     def data_received(self, data: bytes) -> None:
+        # Bytes alone do not reset the clock (a trickle would hold the socket for ever): a request does.
         if self.inner is not None:
-            self.touch()
             self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:

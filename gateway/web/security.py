@@ -166,7 +166,7 @@ class AccessPolicy:
                 return await handler(request)
             # Once in the browser: remember it in a cookie the page's scripts cannot read, and drop it from
             # the address bar (and from the history, and from any Referer).
-            target = request.rel_url.without_query("token")
+            target = request.rel_url.with_query([(k, v) for k, v in request.query.items() if k != "token"])
             response = web.HTTPSeeOther(str(target))
             response.set_cookie(COOKIE, self.cookie_value, httponly=True, samesite="Strict", path="/")
             raise response
