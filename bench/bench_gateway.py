@@ -44,7 +44,8 @@ from floorwatch.drivers.framing import Framer  # noqa: E402
 from floorwatch.edge.config import parse_config  # noqa: E402
 from floorwatch.edge.model import Measurement  # noqa: E402
 from floorwatch.gateway.commands.demo import PrivateBroker, _find_mosquitto  # noqa: E402
-from floorwatch.gateway.service import EventLog, Gateway  # noqa: E402
+from floorwatch.gateway.events import EventLog  # noqa: E402
+from floorwatch.gateway.service import Gateway  # noqa: E402
 
 N_CHARACTERISTICS = 32
 

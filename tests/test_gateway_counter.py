@@ -22,7 +22,8 @@ from floorwatch.edge.clock import SYSTEM_CLOCK, ManualClock
 from floorwatch.edge.config import parse_config
 from floorwatch.edge.model import Reading, decode_batch
 from floorwatch.edge.spool import Spool
-from floorwatch.gateway.service import EventLog, Gateway
+from floorwatch.gateway.events import EventLog
+from floorwatch.gateway.service import Gateway
 from harness._util import free_port
 
 pytestmark = pytest.mark.service

@@ -428,7 +428,8 @@ async def _feed(gw, n: int) -> None:
 async def test_disk_budget_exceeded_drops_oldest_and_reports_it(mosquitto_factory, tmp_path):
     import io
 
-    from floorwatch.gateway.service import EventLog, Gateway
+    from floorwatch.gateway.events import EventLog
+    from floorwatch.gateway.service import Gateway
 
     broker = mosquitto_factory("max_queued_messages 0\n", start=False)  # down for now
     gw = Gateway(_service_config(tmp_path, broker.url, spool={"max_bytes": "1 MiB"}),
@@ -459,7 +460,8 @@ async def test_disk_budget_exceeded_drops_oldest_and_reports_it(mosquitto_factor
 
 
 async def test_wrong_credentials_clear_error_and_data_kept(mosquitto_factory, tmp_path, request):
-    from floorwatch.gateway.service import EventLog, Gateway
+    from floorwatch.gateway.events import EventLog
+    from floorwatch.gateway.service import Gateway
     from harness._util import require_binary
 
     passwd = require_binary("mosquitto_passwd")
@@ -501,7 +503,8 @@ async def test_wrong_credentials_clear_error_and_data_kept(mosquitto_factory, tm
 
 
 async def test_tls_without_the_broker_ca_fails_verification_and_keeps_data(mosquitto_factory, tmp_path):
-    from floorwatch.gateway.service import EventLog, Gateway
+    from floorwatch.gateway.events import EventLog
+    from floorwatch.gateway.service import Gateway
     from harness._util import require_binary
 
     openssl = require_binary("openssl")

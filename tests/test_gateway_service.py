@@ -17,7 +17,8 @@ import pytest
 from floorwatch.edge.clock import ManualClock
 from floorwatch.edge.config import parse_config
 from floorwatch.edge.model import AlertState, Measurement, Status, decode_batch, loads
-from floorwatch.gateway.service import EventLog, Gateway, safe_url
+from floorwatch.gateway.events import EventLog, safe_url
+from floorwatch.gateway.service import Gateway
 from harness._util import free_port
 
 

@@ -16,7 +16,8 @@ import urllib.request
 import pytest
 
 from floorwatch.edge.config import parse_config
-from floorwatch.gateway.service import EventLog, Gateway
+from floorwatch.gateway.events import EventLog
+from floorwatch.gateway.service import Gateway
 from harness._util import free_port, require_binary
 
 

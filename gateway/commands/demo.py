@@ -179,7 +179,8 @@ class LiveView:
 
 def run(args: argparse.Namespace) -> int:
     from floorwatch.edge.config import ConfigError, load_config
-    from floorwatch.gateway.service import EventLog, Gateway
+    from floorwatch.gateway.events import EventLog
+    from floorwatch.gateway.service import Gateway
 
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="floorwatch-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from floorwatch.gateway.service import EventLog, run_gateway
+    from floorwatch.gateway.events import EventLog
+    from floorwatch.gateway.service import run_gateway
 
     try:
         config = registry.load_checked(args.config)
