@@ -14,7 +14,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from floorwatch.bridge.service import Bridge, parse_bridge_config
+from floorwatch.bridge.config import parse_bridge_config
+from floorwatch.bridge.service import Bridge
 from floorwatch.edge.model import (
     Alert,
     AlertState,
@@ -273,7 +274,8 @@ def test_gaps_are_reported_and_spool_drops_explained(mosquitto, victoria, publis
     (TOPICS.readings, {"unit": "mm\\"}, "unit 'mm\\\\' of 'bore_diameter' has control characters"),
 ])
 def test_names_that_would_break_the_line_protocol_are_invalid(topic, reading, reason):
-    from floorwatch.bridge.service import Incoming, Invalid, parse_message
+    from floorwatch.bridge.message import Incoming
+    from floorwatch.bridge.validate import Invalid, parse_message
 
     r = Reading(**{"ts_ns": T0, "seq": 1, "instrument": "caliper-1", "characteristic": "bore_diameter",
                    "value": 12.0, "unit": "mm", **reading})

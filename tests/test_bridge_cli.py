@@ -12,7 +12,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from floorwatch.bridge.service import load_bridge_config, parse_bridge_config
+from floorwatch.bridge.config import load_bridge_config, parse_bridge_config
 from floorwatch.edge.config import ConfigError, load_config
 from floorwatch.edge.model import Reading, encode_batch
 from floorwatch.gateway.cli import main

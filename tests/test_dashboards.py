@@ -14,7 +14,10 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import alerting as am
 from grafana_foundation_sdk.models import dashboard as dm
 
-from floorwatch.bridge.service import Bridge, Incoming, parse_bridge_config, parse_message
+from floorwatch.bridge.config import parse_bridge_config
+from floorwatch.bridge.message import Incoming
+from floorwatch.bridge.service import Bridge
+from floorwatch.bridge.validate import parse_message
 from floorwatch.dashboards import generate as gen
 from floorwatch.edge.config import load_config
 from floorwatch.edge.model import (

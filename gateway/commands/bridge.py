@@ -21,11 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from floorwatch.bridge.service import Bridge, load_bridge_config, load_specs
+    from floorwatch.bridge.config import load_bridge_config
+    from floorwatch.bridge.service import Bridge
+    from floorwatch.bridge.specs import SpecLimits
 
     try:
         config = load_bridge_config(args.config)
-        specs = load_specs(config.bridge.gateway_configs)
+        specs = SpecLimits.load(config.bridge.gateway_configs)
         token = config.influxdb.token()
         password = config.mqtt.password()
         config.mqtt.tls_context()  # CA, certificate and key files load
