@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-import floorwatch.edge.spool as spool_module
+import floorwatch.edge.spool.database as spool_database
 from floorwatch.edge.model import Reading, encode_batch
 from floorwatch.edge.spool import Spool, SpoolError
 
@@ -186,7 +186,7 @@ def test_damage_found_while_running_keeps_memory_and_numbers(tmp_path: Path) -> 
         for _ in range(40):
             add_batch(spool, 200)
         spool.flush()
-        spool._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the rows are in the main file now
+        spool._database.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the rows are in the main file now
         _damage_table_pages(path)
         other = sqlite3.connect(path)  # any other write makes SQLite re-read the damaged pages
         other.execute("INSERT OR REPLACE INTO meta VALUES ('touched', 1)")
@@ -206,18 +206,18 @@ def test_unclean_stop_after_reboot_skips_to_the_reservation(tmp_path: Path, monk
     path = tmp_path / "spool.sqlite"
     boot = tmp_path / "boot_id"
     boot.write_text("boot-A\n")
-    monkeypatch.setattr(spool_module, "_BOOT_ID", boot)
+    monkeypatch.setattr(spool_database, "_BOOT_ID", boot)
     spool = Spool(path, max_bytes=8 * MiB, seq_reserve=500)
     spool.open()
     add_batch(spool, 20)
     spool.flush()
-    spool._db.close()  # no close(): the process "died"
+    spool._database.writer.close()  # no close(): the process "died"
     # Same boot (process crash, SIGKILL): the committed number is trusted, no gap.
     again = Spool(path, max_bytes=8 * MiB, seq_reserve=500)
     again.open()
     assert again.issue() == 21
     again.flush()
-    again._db.close()  # died again after the flush
+    again._database.writer.close()  # died again after the flush
     boot.write_text("boot-B\n")  # power cut: the last commits may not have reached the card
     with Spool(path, max_bytes=8 * MiB, seq_reserve=500) as after_reboot:
         (kind, detail), *_ = after_reboot.drain_events()
