@@ -194,3 +194,55 @@ def test_every_key_is_documented():
     assert not missing, f"undocumented configuration keys: {missing}"
     tables = [k for k in c.GatewayConfig.model_fields if f"`[{k}]`" not in doc and f"`[[{k}]]`" not in doc]
     assert not tables, f"undocumented tables: {tables}"
+
+
+BRIDGE_EXAMPLE = ROOT / "bridge" / "example.toml"
+
+
+def test_check_config_says_it_checked_a_gateway_configuration():
+    result = _cli("check-config", str(EXAMPLE))
+    assert result.returncode == 0, result.stderr
+    assert "example.toml: gateway configuration ok — gateway dongguan-2/line-3/gw-01" in result.stdout
+
+
+def test_check_config_recognises_and_accepts_the_shipped_bridge_configurations():
+    """check-config used to read the bridge's example as a gateway file and report eleven errors."""
+    for path in (BRIDGE_EXAMPLE, ROOT / "deploy" / "cloud" / "bridge.toml"):
+        result = _cli("check-config", str(path))
+        assert result.returncode == 0, result.stderr
+        assert f"{path}: bridge configuration ok — broker mqtts://" in result.stdout
+        assert "subscription $share/floorwatch-bridge/floorwatch/v1/+/+/+/#" in result.stdout
+        assert result.stderr == ""
+
+
+def test_check_config_gives_a_broken_bridge_configuration_the_bridge_s_own_errors(tmp_path):
+    text = (BRIDGE_EXAMPLE.read_text().replace("batch_size = 5000", "batch_size = 0")
+            .replace('group = "floorwatch-bridge"', 'grup = "floorwatch-bridge"')
+            .replace('url = "mqtts://broker.example.com:8883"', 'url = "http://broker.example.com"'))
+    bad = tmp_path / "bridge.toml"
+    bad.write_text(text)
+    result = _cli("check-config", str(bad))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "bridge.toml: mqtt.url: 'http://broker.example.com' is not a broker URL; write mqtt://host:1883 or "
+        "mqtts://host:8883",
+        "bridge.toml: mqtt.grup: unknown key; did you mean 'group'?",
+        "bridge.toml: influxdb.batch_size: Input should be greater than or equal to 1 (got 0)",
+        f"{bad}: 3 problem(s) in this bridge configuration; nothing was started",
+    ]
+
+
+def test_check_config_says_what_a_file_that_is_neither_or_both_kinds_lacks(tmp_path):
+    neither = tmp_path / "neither.toml"
+    neither.write_text('[mqtt]\nurl = "mqtt://broker:1883"\n[gatway]\nid = "gw-01"\n')
+    result = _cli("check-config", str(neither))
+    assert result.returncode == 1
+    assert f"{neither}: neither a gateway configuration (needs [gateway], [[instruments]]" in result.stderr
+    assert "nor a bridge configuration (has [influxdb]" in result.stderr
+    assert "[gatway] is no table of either (did you mean [gateway]?)" in result.stderr
+    both = tmp_path / "both.toml"
+    both.write_text(EXAMPLE.read_text() + '\n[influxdb]\nurl = "http://influxdb:8086"\n')
+    result = _cli("check-config", str(both))
+    assert result.returncode == 1
+    assert "has settings of a gateway ([gateway], [[instruments]], [[characteristics]]" in result.stderr
+    assert "and of the bridge ([influxdb]); each has a file of its own" in result.stderr
