@@ -41,7 +41,7 @@ def test_arbitrary_register_contents_never_become_garbage(data):
         out: list[Measurement] = []
         for group in driver.units[1].groups:
             registers = data.draw(st.lists(st.integers(0, 0xFFFF), min_size=group.count, max_size=group.count))
-            driver._decode_group(group, registers, out.append)
+            driver.decode_group(group, registers, out.append)
         for m in out:
             if m.status is Status.OK:
                 assert math.isfinite(m.value), m
@@ -67,6 +67,6 @@ def test_a_scale_that_overflows_is_an_error_reading():
     at = 202 - group.start
     registers[at : at + 4] = encode(1e300, "f64")
     out: list[Measurement] = []
-    driver._decode_group(group, registers, out.append)
+    driver.decode_group(group, registers, out.append)
     huge = next(m for m in out if m.channel == "huge")
     assert huge.status is Status.ERROR and math.isnan(huge.value) and "overflows" in huge.detail

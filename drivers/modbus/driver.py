@@ -167,7 +167,7 @@ class ModbusDriver(Driver):
                     continue
                 unit.last_ok_ns = self.clock.now_ns()
                 self.health.frames_ok += 1
-                self._decode_group(group, reply.values, emit)
+                self.decode_group(group, reply.values, emit)
             else:
                 unit.state = UnitState.EXCEPTION if errors else UnitState.OK
                 unit.last_error = "; ".join(errors)
@@ -182,7 +182,7 @@ class ModbusDriver(Driver):
                            f"id, wiring or serial settings); retrying in {delay:g} s")
         self.health.last_error = unit.last_error
 
-    def _decode_group(self, group: ReadGroup, values: list[int] | list[bool], emit: Emit) -> None:
+    def decode_group(self, group: ReadGroup, values: list[int] | list[bool], emit: Emit) -> None:
         ts = self.clock.now_ns()
         name = self.config.name
         for b in group.members:

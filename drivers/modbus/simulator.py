@@ -19,7 +19,8 @@ Scenarios (``rate`` parts per minute; events happen ``event_at`` seconds after s
 * ``stopped``   counts from 1000, then the line stops: no new parts, ``running`` bits turn off;
 * ``dead_unit`` steady production, but unit 2 never answers (configure ``unit_ids = [1, 2]``).
 
-Process values (non-counter points) move slowly around a value of their own; ``set_value`` pins any point.
+Process values (non-counter points) move slowly around a value of their own; ``set_value`` pins any point
+to a value, ``set_registers`` to raw register words.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class ModbusSimulator(Simulator):
         self.endpoint: dict[str, Any] = {}
         self.requests = 0
         self._pinned: dict[str, float | int | bool] = {}
+        self._words: dict[str, list[int]] = {}
         self._t0: float | None = None
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._socat: asyncio.subprocess.Process | None = None
@@ -103,11 +105,31 @@ class ModbusSimulator(Simulator):
         """Parts made in the first ``t`` seconds at the scenario's rate."""
         return int(t * self.rate / 60.0 + 1e-9)
 
+    def _named(self, name: str) -> list[Point]:
+        found = [p for p in self.points if p.name == name]
+        if not found:
+            raise KeyError(f"no point named {name!r}; points are: {', '.join(repr(p.name) for p in self.points)}")
+        return found
+
     def set_value(self, name: str, value: float | int | bool) -> None:
         """Pin a point (by name) to a fixed value: physical for process values, raw for counters."""
-        if not any(p.name == name for p in self.points):
-            raise KeyError(f"no point named {name!r}; points are: {', '.join(repr(p.name) for p in self.points)}")
+        self._named(name)
+        self._words.pop(name, None)
         self._pinned[name] = value
+
+    def set_registers(self, name: str, registers: list[int]) -> None:
+        """Pin a point (by name) to raw register words, in wire order: what a device holds whatever the
+        register map says about it (a float in another word order, a counter beyond its ``wrap_at``)."""
+        for point in self._named(name):
+            if point.kind == "bool":
+                raise ValueError(f"point {name!r} is a single bit: use set_value(name, True or False)")
+            if len(registers) != point.register_count:
+                raise ValueError(f"point {name!r} ({point.kind}) takes {point.register_count} registers, "
+                                 f"got {len(registers)}")
+        if not all(isinstance(r, int) and 0 <= r <= 0xFFFF for r in registers):
+            raise ValueError(f"register words are 16-bit unsigned integers, got {registers!r}")
+        self._pinned.pop(name, None)
+        self._words[name] = list(registers)
 
     def counter_raw(self, point: Point, t: float) -> int:
         """The device counter's value at ``t`` seconds under the scenario."""
@@ -141,6 +163,8 @@ class ModbusSimulator(Simulator):
 
     def registers(self, point: Point, t: float) -> list[int] | bool:
         """What the device holds for ``point`` at ``t``: registers in wire order, or a bit."""
+        if point.name in self._words:
+            return list(self._words[point.name])
         if point.counter:
             return codec.encode(self.counter_raw(point, t), point.kind, point.order)
         value = self.process_value(point, t)
