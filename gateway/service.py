@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
 import json
 import logging
@@ -39,39 +38,32 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from floorwatch import edge
 from floorwatch.drivers import registry
 from floorwatch.drivers.base import Driver, Simulator
-from floorwatch.drivers.units import convert
+from floorwatch.edge.alerts import AlertTracker
 from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
 from floorwatch.edge.config import CharacteristicConfig, GatewayConfig, InstrumentConfig
 from floorwatch.edge.model import (
     Measurement,
-    Reading,
     Severity,
-    StatsSnapshot,
-    Status,
-    StatusEvent,
-    dumps,
-    encode_batch,
 )
-from floorwatch.edge.signals import alert_kinds
+from floorwatch.edge.spool import Spool
 from floorwatch.edge.topics import Topics
+from floorwatch.gateway.characteristic import Characteristic
 from floorwatch.gateway.events import EventLog, safe_url
+from floorwatch.gateway.outbox import Listener, Outbox, json_ready
 from floorwatch.gateway.systemd import SystemdNotify
 
 log = logging.getLogger("floorwatch")
 
 NAN = math.nan
 STATE_VERSION = 1
-MIN_CPK_READINGS = 30  # readings in the window before Cpk is judged against min_cpk
 MAX_UNROUTED = 1000  # distinct unrouted (instrument, channel) pairs counted; bounded against odd channel names
-SNAPSHOT_GAP = 0.1  # seconds: least time between two alert-triggered snapshots of one characteristic
 
 
 # ------------------------------------------------------------------------------------- state files
@@ -93,38 +85,7 @@ def fingerprint(cfg: CharacteristicConfig) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-# --------------------------------------------------------------------------------------- characteristic
-
-
-@dataclass
-class AlertCheck:
-    """One per-point alert a characteristic can raise: which bits, which kind, how severe."""
-
-    mask: int
-    kind: str
-    severity: Severity
-
-
-@dataclass
-class CharacteristicState:
-    config: CharacteristicConfig
-    stats: Any  # floorwatch.edge.stats.RollingStats; None for counters
-    checks: list[AlertCheck]
-    last: tuple | None = None  # (ts_ns, instrument, characteristic, value, unit, status) of the latest reading
-    snapshot: StatsSnapshot | None = None
-    new_since_snapshot: int = 0
-    snapshot_due: bool = False
-    snapshot_mono: float = -math.inf  # monotonic time of the last snapshot
-    watch: set[str] = field(default_factory=set)  # alert kinds with a pending count in the tracker
-    subgroup_size: int = 1
-    sg_fill: int = 0  # readings in the current subgroup
-    # counters
-    count_last_value: float = NAN
-    count_last_change: float = NAN  # monotonic seconds of the last increase
-
-    @property
-    def name(self) -> str:
-        return self.config.name
+# ---------------------------------------------------------------------------------------- instruments
 
 
 @dataclass
@@ -139,15 +100,6 @@ class InstrumentState:
     last: Measurement | None = None
     down_since: float | None = None  # monotonic time the connection was first seen down
     restored_state: bool = False  # the driver was offered its saved state; from now on it saves its own
-
-
-def _check_list(cfg: CharacteristicConfig) -> list[AlertCheck]:
-    """The alerts a characteristic can raise, from the signal catalogue: spec limits, its rules, EWMA, CUSUM."""
-    if cfg.kind == "count":
-        return []
-    spec = ["below_lsl", "above_usl"] if cfg.lsl is not None or cfg.usl is not None else []
-    kinds = alert_kinds([*spec, *cfg.rules, "ewma_high", "ewma_low", "cusum_high", "cusum_low"])
-    return [AlertCheck(mask, kind, severity) for kind, (mask, severity) in kinds.items()]
 
 
 # ------------------------------------------------------------------------------------------- gateway
@@ -186,8 +138,7 @@ class Gateway:
         # statistics state is saved at most this often (and on a clean stop): see flush()
         self.state_interval = max(state_interval, config.spool.flush_interval)
         self._state_saved_at = -math.inf
-        self._state_saved_readings = -1
-        self._state_dirty = True
+        self._state_saved_changes = -1
         self._state_lock = threading.Lock()
         # an instrument that has not been connected for this long is reported offline
         self.offline_after = offline_after
@@ -196,26 +147,21 @@ class Gateway:
         self.spool_path = config.spool_path()
         self.state_path = self.spool_path.with_name(self.spool_path.name + ".state.json")
         self.client_id = config.mqtt.client_id or f"floorwatch-{ident.site}-{ident.line}-{ident.id}"
-        self.max_batch = config.mqtt.max_batch
-        self.listeners: list[Callable[[str, Any], None]] = []
-        self.spool: Any = None
+        self.listeners: list[Listener] = []
+        self.spool: Spool | None = None
         self.publisher: Any = None
-        self.alerts: Any = None
+        self.alerts: AlertTracker | None = None
         self.webhook: Any = None
         self.web: Any = None
-        self.characteristics: dict[str, CharacteristicState] = {}
+        self.characteristics: dict[str, Characteristic] = {}
         self.instruments: dict[str, InstrumentState] = {}
-        self._routes: dict[tuple[str, str], CharacteristicState] = {}
-        self._batch: list[tuple] = []  # (ts_ns, instrument, characteristic, value, unit, status), not numbered yet
-        self._others: list[tuple[str, str, Any]] = []  # (kind, topic, record) waiting for their numbers
-        self._active: set[tuple[str, str]] = set()
+        self._routes: dict[tuple[str, str], Characteristic] = {}
         self._unrouted: dict[tuple[str, str], int] = {}
         self._saved_instruments: dict[str, dict] = {}  # Driver.state() of the previous run, by instrument
         self.started_ns = 0
         self.started_mono = 0.0
         self.restored = False
         self.readings_total = 0
-        self.unit_errors = 0
         self.dropped_total = 0
         self._last_snapshot_round = 0.0
         self._notify = SystemdNotify()
@@ -224,18 +170,14 @@ class Gateway:
 
     # ------------------------------------------------------------------ set-up
 
-    def _build_characteristics(self) -> None:
-        from floorwatch.edge.stats import RollingStats
-
+    def _build_characteristics(self, alerts: AlertTracker, outbox: Outbox) -> None:
         for cfg in self.config.characteristics:
-            stats = None if cfg.kind == "count" else RollingStats.from_config(cfg)
-            state = CharacteristicState(cfg, stats, _check_list(cfg), subgroup_size=cfg.subgroup_size)
-            self.characteristics[cfg.name] = state
-            self._routes[(cfg.instrument, cfg.channel)] = state
+            ch = Characteristic(cfg, clock=self.clock, events=self.events, alerts=alerts, outbox=outbox,
+                                rule_clear_after=self.config.alerts.rule_clear_after)
+            self.characteristics[cfg.name] = ch
+            self._routes[(cfg.instrument, cfg.channel)] = ch
 
-    def _restore_state(self) -> None:
-        from floorwatch.edge.alerts import AlertTracker
-
+    def _restore_state(self, alerts: AlertTracker, outbox: Outbox) -> None:
         if not self.state_path.exists():
             return
         try:
@@ -252,8 +194,6 @@ class Gateway:
             self.events.error("state_unreadable", path=str(self.state_path), moved_to=str(aside), error=str(exc),
                               fix="statistics start afresh; control limits are learned again from the baseline")
             return
-        from floorwatch.edge.stats import RollingStats
-
         saved_ns = data.get("saved_ns")
         # seconds the gateway was down (wall clock; never negative, even when the clock was set back)
         gap = max(0.0, (self.clock.now_ns() - saved_ns) / 1e9) if isinstance(saved_ns, int) else 0.0
@@ -267,14 +207,7 @@ class Gateway:
                                     reason="its configuration changed; statistics start afresh")
                 continue
             try:
-                if ch.stats is not None and saved.get("stats") is not None:
-                    ch.stats = RollingStats.from_state(saved["stats"])
-                    ch.sg_fill = ch.stats.snapshot().n_total % ch.subgroup_size
-                last = saved.get("count_last_value")
-                ch.count_last_value = NAN if last is None else float(last)
-                idle = saved.get("count_idle_for")
-                if idle is not None:  # the line stays stopped (or not) across the restart
-                    ch.count_last_change = self.clock.monotonic() - float(idle) - gap
+                ch.restore(saved, down_for=gap)
             except (ValueError, TypeError, KeyError) as exc:
                 self.events.warning("state_not_restored", characteristic=name, reason=str(exc))
                 continue
@@ -289,28 +222,27 @@ class Gateway:
             self.events.warning("instrument_state_not_restored", reason="'instruments' is not a mapping")
         if data.get("alerts") is not None:
             try:
-                self.alerts = AlertTracker.from_state(self.config.alerts, data["alerts"])
+                alerts.restore(data["alerts"])
             except (ValueError, TypeError, KeyError) as exc:
                 self.events.warning("alert_state_not_restored", reason=str(exc))
-        self._active = {(a.subject, a.kind) for a in self.alerts.active()}
         known = set(self.characteristics) | {i.name for i in self.config.instruments} | {"spool", "gateway"}
-        for subject in sorted({s for s, _ in self._active} - known):
-            for tr in self.alerts.clear(subject, ts_ns=self.clock.now_ns(),
-                                        message=f"{subject} is no longer in the configuration"):
-                self._alert(tr)
-        for subject, kind in self._active:
-            ch = self.characteristics.get(subject)
+        for subject in sorted({a.subject for a in alerts.active()} - known):
+            for tr in alerts.clear(subject, ts_ns=self.clock.now_ns(),
+                                   message=f"{subject} is no longer in the configuration"):
+                outbox.alert(tr)
+        active = alerts.active()
+        for tr in active:
+            ch = self.characteristics.get(tr.subject)
             if ch is not None:
-                ch.watch.add(kind)
+                ch.watch.add(tr.kind)  # a raised rule alert goes on being judged, and clears in time
         self.restored = bool(restored)
-        self.events.info("state_restored", characteristics=",".join(restored) or "-",
-                         active_alerts=len(self._active))
+        self.events.info("state_restored", characteristics=",".join(restored) or "-", active_alerts=len(active))
 
     def save_state(self) -> None:
         """Statistics, alert and instrument state to ``<spool>.state.json`` (atomic replace)."""
-        data, readings = self._state_bytes(), self.readings_total
+        data, changes = self._state_bytes(), self._changes()
         self._write_state(data)
-        self._state_written(readings)
+        self._state_written(changes)
 
     def _write_state(self, data: bytes) -> None:
         """One writer at a time (the worker thread's periodic save and a stop's final save share the
@@ -318,22 +250,19 @@ class Gateway:
         with self._state_lock:
             write_atomic(self.state_path, data)
 
-    def _state_written(self, readings: int) -> None:
+    def _state_written(self, changes: int) -> None:
         self._state_saved_at = self.clock.monotonic()
-        self._state_saved_readings = readings
-        self._state_dirty = False
+        self._state_saved_changes = changes
+
+    def _changes(self) -> int:
+        """Grows whenever something the state file holds may have changed: readings taken, alerts raised or
+        cleared (both only ever grow)."""
+        return self.readings_total + self.outbox.alert_changes
 
     def _state_bytes(self) -> bytes:
         """The state file's content now (built on the loop: the figures must not change while written)."""
-        now = self.clock.monotonic()
-        chars = {}
-        for name, ch in self.characteristics.items():
-            chars[name] = {
-                "fingerprint": fingerprint(ch.config),
-                "stats": ch.stats.state() if ch.stats is not None else None,
-                "count_last_value": ch.count_last_value if math.isfinite(ch.count_last_value) else None,
-                "count_idle_for": now - ch.count_last_change if math.isfinite(ch.count_last_change) else None,
-            }
+        assert self.alerts is not None
+        chars = {name: {"fingerprint": fingerprint(ch.config), **ch.state()} for name, ch in self.characteristics.items()}
         data = {"version": STATE_VERSION, "saved_ns": self.clock.now_ns(), "characteristics": chars,
                 "alerts": self.alerts.state(), "instruments": self._instrument_states()}
         return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
@@ -426,222 +355,14 @@ class Gateway:
             self.events.debug("measurement_unrouted", instrument=m.instrument, channel=m.channel,
                               fix="add a characteristic with this instrument and channel to use it")
             return
-        cfg = ch.config
-        value = m.value
-        status = m.status
-        unit = cfg.unit
-        if m.unit and m.unit != unit:
-            try:
-                value = convert(value, m.unit, unit)
-            except ValueError as exc:
-                self.unit_errors += 1
-                self.events.warning("unit_unconvertible", characteristic=cfg.name, instrument=m.instrument,
-                                    unit=m.unit, error=str(exc))
-                value, status = NAN, Status.ERROR
-        if not math.isfinite(value) and status is Status.OK:
-            status = Status.ERROR
-        # numbered when its batch is queued (see _emit): the spool then holds numbers in order
-        row = (m.ts_ns, m.instrument, cfg.name, value, unit, status)
-        ch.last = row
-        ch.new_since_snapshot += 1
+        ch.take(m)
         self.readings_total += 1
-        batch = self._batch
-        batch.append(row)
-        if len(batch) >= self.max_batch:
-            self._emit()
-        stats = ch.stats
-        if stats is None:
-            if status is Status.OK:
-                self._count(ch, value)
-            return
-        ok = status is Status.OK
-        bits = stats.push(value, ok)
-        if ok:
-            chart_point = True
-            if ch.subgroup_size > 1:  # chart rules are judged once per subgroup, on its last reading
-                ch.sg_fill = (ch.sg_fill + 1) % ch.subgroup_size
-                chart_point = ch.sg_fill == 0
-            if bits or ch.watch:
-                self._point_alerts(ch, m.ts_ns, value, int(bits), chart_point)
 
-    def _point_alerts(self, ch: CharacteristicState, ts_ns: int, value: float, bits: int,
-                      chart_point: bool = True) -> None:
-        cfg = ch.config
-        lsl = NAN if cfg.lsl is None else cfg.lsl
-        usl = NAN if cfg.usl is None else cfg.usl
-        transitions = 0
-        for check in ch.checks:
-            active = bool(bits & check.mask)
-            kind = check.kind
-            if not active and kind not in ch.watch:
-                continue
-            if not chart_point and kind != "out_of_spec":
-                continue  # mid-subgroup: the chart has no new point, so a rule neither fires nor clears
-            if active:
-                ch.watch.add(kind)
-            limit = NAN
-            message = ""
-            if kind == "out_of_spec":
-                if active:
-                    above = value > usl if math.isfinite(usl) else False
-                    limit = usl if above else lsl
-                    message = (f"{cfg.name} {value:g} {cfg.unit} {'above USL' if above else 'below LSL'} "
-                               f"{limit:g} {cfg.unit}")
-                else:
-                    message = f"{cfg.name} {value:g} {cfg.unit} back within {lsl:g}..{usl:g} {cfg.unit}"
-            elif active:
-                message = f"{cfg.name}: {_RULE_TEXT.get(kind, kind)} (value {value:g} {cfg.unit})"
-            else:
-                message = f"{cfg.name}: {_RULE_TEXT.get(kind, kind)} no longer seen"
-            # out_of_spec clears only when the value is back inside by the hysteresis margin (the tracker
-            # computes it from the limits); a control rule clears when the rule no longer fires
-            tr = self.alerts.update(cfg.name, kind, active, ts_ns=ts_ns, severity=check.severity,
-                                    value=value, limit=limit, lsl=lsl, usl=usl, message=message,
-                                    clearance_ok=None if kind == "out_of_spec" else True,
-                                    clear_after=None if kind == "out_of_spec" else self.config.alerts.rule_clear_after)
-            if tr is not None:
-                self._alert(tr)
-                transitions += 1
-            if not active and (cfg.name, kind) not in self._active:
-                ch.watch.discard(kind)
-        if transitions:
-            # the figures at the moment of the alert, right after it — at most every SNAPSHOT_GAP seconds
-            # per characteristic (a noisy process with many rules must not turn every point into a snapshot)
-            if self.clock.monotonic() - ch.snapshot_mono >= SNAPSHOT_GAP:
-                self._snapshot(ch)
-            else:
-                ch.snapshot_due = True
-
-    def _count(self, ch: CharacteristicState, value: float) -> None:
-        """A production count: remember when it last went up (for 'line stopped')."""
-        now = self.clock.monotonic()
-        changed = value != ch.count_last_value
-        if changed or not math.isfinite(ch.count_last_change):
-            ch.count_last_change = now
-        ch.count_last_value = value
-        if changed and (ch.name, "line_stopped") in self._active:
-            self._line_check(ch, now)
-
-    # ------------------------------------------------------------------ queueing records
-
-    def _emit(self) -> None:
-        """Number and queue what is pending: the readings batch first, then the other records in the order
-        they happened. Numbers are issued here, so the spool holds them in order, and a burst of alerts does
-        not cut the readings into small messages (MQTT costs per message, not per reading)."""
-        batch = self._batch
-        if batch:
-            self._batch = []
-            first = self.spool.issue(len(batch))
-            readings = [Reading(ts, first + i, inst, char, value, unit, status)
-                        for i, (ts, inst, char, value, unit, status) in enumerate(batch)]
-            payload = json.dumps(encode_batch(readings), separators=(",", ":"), allow_nan=False).encode()
-            self.spool.add(self.topics.readings, payload, first_seq=first, last_seq=first + len(batch) - 1, qos=1)
-            self._tell_listeners("readings", readings)
-        others = self._others
-        if not others:
-            return
-        self._others = []
-        from floorwatch.edge.model import AlertState
-
-        for kind, topic, record in others:
-            seq = self.spool.issue()
-            try:
-                if kind == "alert":
-                    record = record.to_alert(seq)
-                else:
-                    record = dataclasses.replace(record, seq=seq)
-                payload = dumps(record)
-            except Exception as exc:  # its number is published all the same, as an explained gap
-                self.events.error("record_unencodable", kind=kind, seq=seq, error=f"{type(exc).__name__}: {exc}")
-                record = StatusEvent(self.clock.now_ns(), seq, "gateway", "record_unencodable",
-                                     f"a {kind} record could not be encoded: {type(exc).__name__}: {exc}")
-                kind, topic = "event", self.topics.event("gateway")
-                payload = dumps(record)
-            self.spool.add(topic, payload, first_seq=seq, last_seq=seq, qos=1)
-            if kind == "alert":
-                raised = record.state is AlertState.RAISED
-                self.spool.add(self.topics.active(record.subject, record.kind), payload if raised else b"",
-                               first_seq=None, last_seq=None, qos=1, retain=True)
-                self.events.event("warning" if raised else "info", f"alert_{record.state.value}",
-                                  key=f"{record.subject}/{record.kind}", subject=record.subject,
-                                  kind=record.kind, severity=record.severity.value, seq=seq,
-                                  message=record.message)
-                if self.webhook is not None:
-                    self.webhook.send_alert(record)
-            self._tell_listeners(kind, record)
-
-    def _tell_listeners(self, kind: str, record: Any) -> None:
-        """A listener (the demo's live view) that fails is reported, never losing what was being queued."""
-        for fn in self.listeners:
-            try:
-                fn(kind, record)
-            except Exception as exc:
-                self.events.error("listener_failed", key=getattr(fn, "__qualname__", repr(fn)),
-                                  listener=getattr(fn, "__qualname__", repr(fn)), error=f"{type(exc).__name__}: {exc}")
-
-    def _alert(self, tr: Any) -> None:
-        """An alert raised or cleared (published with the next batch, numbered then)."""
-        from floorwatch.edge.model import AlertState
-
-        self._state_dirty = True
-        key = (tr.subject, tr.kind)
-        if tr.state is AlertState.RAISED:
-            self._active.add(key)
-        else:
-            self._active.discard(key)
-        self._others.append(("alert", self.topics.alert(tr.subject, tr.kind), tr))
-
-    def status_event(self, subject: str, state: str, message: str = "", detail: dict | None = None) -> None:
-        # JSON has no NaN and no Path: a detail figure must not make the record unpublishable
-        ev = StatusEvent(self.clock.now_ns(), 0, subject, state, message, None if detail is None else _clean(detail))
-        self._others.append(("event", self.topics.event(subject), ev))
-
-    def _snapshot(self, ch: CharacteristicState) -> None:
-        if ch.stats is None:
-            return
-        snap = ch.stats.snapshot(self.clock.now_ns(), 0)  # the figures now; numbered when queued
-        ch.snapshot = snap
-        ch.snapshot_mono = self.clock.monotonic()
-        ch.new_since_snapshot = 0
-        ch.snapshot_due = False
-        self._others.append(("stats", self.topics.stats(ch.name), snap))
-        self._cpk_check(ch, snap)
-
-    def _cpk_check(self, ch: CharacteristicState, snap: StatsSnapshot) -> None:
-        cfg = ch.config
-        if cfg.min_cpk is None:
-            return
-        cpk = snap.cpk
-        if snap.n < MIN_CPK_READINGS:
-            return  # a capability index from a handful of readings is noise, not a finding
-        if not math.isfinite(cpk) and (cfg.name, "cpk_low") not in self._active:
-            return
-        low = math.isfinite(cpk) and cpk < cfg.min_cpk
-        if low:
-            message = f"{cfg.name}: Cpk {cpk:.2f} below the required {cfg.min_cpk:g} (over {snap.n} readings)"
-        else:
-            message = f"{cfg.name}: Cpk {cpk:.2f} back at or above {cfg.min_cpk:g}"
-        tr = self.alerts.update(cfg.name, "cpk_low", low, ts_ns=snap.ts_ns, severity=Severity.WARNING,
-                                value=cpk, limit=cfg.min_cpk, message=message)
-        if tr is not None:
-            self._alert(tr)
+    def status_event(self, subject: str, state: str, message: str = "", detail: dict[str, Any] | None = None) -> None:
+        """Queue a status event (``events/<subject>``), numbered with the next batch."""
+        self.outbox.event(subject, state, message, detail)
 
     # ------------------------------------------------------------------ periodic checks
-
-    def _line_check(self, ch: CharacteristicState, now: float) -> None:
-        cfg = ch.config
-        if not math.isfinite(ch.count_last_change):
-            return
-        idle = now - ch.count_last_change
-        stopped = idle >= cfg.idle_after
-        if not stopped and (cfg.name, "line_stopped") not in self._active:
-            return
-        message = (f"{cfg.name}: no new part for {idle:.0f} s (limit {cfg.idle_after:g} s)" if stopped
-                   else f"{cfg.name}: parts are counted again")
-        tr = self.alerts.update(cfg.name, "line_stopped", stopped, ts_ns=self.clock.now_ns(),
-                                severity=Severity.WARNING, value=idle, limit=cfg.idle_after, message=message)
-        if tr is not None:
-            self._alert(tr)
 
     def _instrument_check(self, inst: InstrumentState, now: float) -> None:
         """Online/offline from the driver's health, with a grace period so a replug is not an outage.
@@ -666,12 +387,10 @@ class Gateway:
                 self.status_event(name, "offline", reason, detail)
                 self.events.warning("instrument_offline", instrument=name, error=reason)
         offline = inst.online is False
-        if offline or (name, "instrument_offline") in self._active:
+        if offline or self.alerts.is_active(name, "instrument_offline"):
             message = f"{name} offline: {reason}" if offline else f"{name} back online"
-            tr = self.alerts.update(name, "instrument_offline", offline, ts_ns=self.clock.now_ns(),
-                                    severity=Severity.CRITICAL, message=message)
-            if tr is not None:
-                self._alert(tr)
+            self.outbox.alert(self.alerts.update(name, "instrument_offline", offline, ts_ns=self.clock.now_ns(),
+                                                 severity=Severity.CRITICAL, message=message))
 
     def _spool_checks(self) -> None:
         for kind, detail in self.spool.drain_events():
@@ -698,14 +417,12 @@ class Gateway:
         backlog = self.spool.backlog()
         limit = self.config.spool.backlog_alert
         high = backlog > limit
-        if high or ("spool", "spool_backlog") in self._active:
+        if high or self.alerts.is_active("spool", "spool_backlog"):
             message = (f"{backlog} records wait to be published (alert above {limit})" if high
                        else f"backlog down to {backlog} records")
-            tr = self.alerts.update("spool", "spool_backlog", high, ts_ns=self.clock.now_ns(),
-                                    severity=Severity.WARNING, value=float(backlog), limit=float(limit),
-                                    message=message)
-            if tr is not None:
-                self._alert(tr)
+            self.outbox.alert(self.alerts.update("spool", "spool_backlog", high, ts_ns=self.clock.now_ns(),
+                                                 severity=Severity.WARNING, value=float(backlog), limit=float(limit),
+                                                 message=message))
 
     def tick(self) -> None:
         """Periodic work: instrument health, line stopped, snapshots due, spool events and backlog."""
@@ -714,15 +431,11 @@ class Gateway:
             for inst in self.instruments.values():
                 self._instrument_check(inst, now)
         for ch in self.characteristics.values():
-            if ch.config.kind == "count":
-                self._line_check(ch, now)
-            elif ch.snapshot_due:
-                self._snapshot(ch)
+            ch.check(now)
         if now - self._last_snapshot_round >= self.stats_interval:
             self._last_snapshot_round = now
             for ch in self.characteristics.values():
-                if ch.new_since_snapshot:
-                    self._snapshot(ch)
+                ch.snapshot_if_new()
         self._spool_checks()
 
     def flush(self, *, save_state: bool | None = None) -> None:
@@ -733,7 +446,7 @@ class Gateway:
         every second — and always on a clean stop. After a crash (SIGKILL, power cut) the restored statistics
         lack at most the readings of the last ``state_interval`` seconds (docs/gateway.md).
         """
-        self._emit()
+        self.outbox.emit()
         if save_state is None:
             save_state = self._state_due()
         if save_state:
@@ -745,20 +458,19 @@ class Gateway:
 
     def _state_due(self) -> bool:
         due = self.clock.monotonic() - self._state_saved_at >= self.state_interval
-        changed = self.readings_total != self._state_saved_readings or self._state_dirty
-        return due and changed
+        return due and self._changes() != self._state_saved_changes
 
     async def flush_async(self) -> None:
         """:meth:`flush` for the running loop: the figures are taken on the loop, the disk writes (the state
         file with its fsync, about 1 MB with 32 characteristics; the SQLite commit, with a WAL checkpoint now
         and then) run in a worker thread, so that a slow SD card does not hold up drivers, the publisher and
         the status page. The spool is thread-safe; only one flush runs at a time (the main loop awaits it)."""
-        self._emit()
+        self.outbox.emit()
         if self._state_due():
             try:
-                data, readings = self._state_bytes(), self.readings_total
+                data, changes = self._state_bytes(), self._changes()
                 await asyncio.to_thread(self._write_state, data)
-                self._state_written(readings)
+                self._state_written(changes)
             except Exception as exc:  # the spool is written all the same
                 self.events.error("state_not_saved", path=str(self.state_path), error=f"{type(exc).__name__}: {exc}")
         await asyncio.to_thread(self.spool.flush)
@@ -807,9 +519,9 @@ class Gateway:
                 "name": name, "instrument": ch.config.instrument, "unit": ch.config.unit,
                 "kind": ch.config.kind, "lsl": ch.config.lsl, "usl": ch.config.usl,
                 "nominal": ch.config.nominal,
-                "last_value": None if last is None else _num(last[3]),
-                "last_status": None if last is None else last[5].value,
-                "last_ts_ns": None if last is None else last[0],
+                "last_value": None if last is None else _num(last.value),
+                "last_status": None if last is None else last.status.value,
+                "last_ts_ns": None if last is None else last.ts_ns,
                 "active_alerts": by_subject.get(name, []),
             }
             if s is not None:
@@ -818,7 +530,7 @@ class Gateway:
                                "center", "ewma")})
                 entry["baseline_done"] = s.baseline_done
             if ch.config.kind == "count":
-                entry["idle_for"] = None if not math.isfinite(ch.count_last_change) else now - ch.count_last_change
+                entry["idle_for"] = ch.idle_for
             chars.append(entry)
         spool = dict(self.spool.stats()) if self.spool is not None else {}
         if self.spool is not None:
@@ -833,7 +545,7 @@ class Gateway:
                       "last_error": "" if self.publish else "spool-only: no broker configured for this run"}
         broker["url"] = safe_url(self.config.mqtt.url)
         ident = self.config.gateway
-        return _clean({
+        return json_ready({
             "gateway": {"site": ident.site, "line": ident.line, "id": ident.id, "version": edge.__version__,
                         "started_ns": self.started_ns, "uptime_s": now - self.started_mono,
                         "last_seq": self._last_seq(), "readings": self.readings_total,
@@ -856,19 +568,19 @@ class Gateway:
         """Open the spool, build the statistics, restore the saved state. ``run`` calls it; tests and the
         benchmark call it to drive :meth:`ingest` directly. Raises ``OSError``/``SpoolError`` on a spool
         that cannot be opened."""
-        from floorwatch.edge.alerts import AlertTracker
-        from floorwatch.edge.spool import Spool
-
         cfg = self.config
         self.started_ns = self.clock.now_ns()
         self.started_mono = self.clock.monotonic()
         self._last_snapshot_round = self.started_mono
         self.spool_path.parent.mkdir(parents=True, exist_ok=True)
-        self.spool = Spool(self.spool_path, max_bytes=cfg.spool.max_bytes, clock=self.clock)
-        self.spool.open()
-        self.alerts = AlertTracker(cfg.alerts)
-        self._build_characteristics()
-        self._restore_state()
+        spool = Spool(self.spool_path, max_bytes=cfg.spool.max_bytes, clock=self.clock)
+        spool.open()
+        alerts = AlertTracker(cfg.alerts)
+        self.outbox = Outbox(spool, self.topics, max_batch=cfg.mqtt.max_batch, clock=self.clock, events=self.events,
+                             listeners=self.listeners)
+        self._build_characteristics(alerts, self.outbox)
+        self.spool, self.alerts = spool, alerts
+        self._restore_state(alerts, self.outbox)
 
     def close(self) -> None:
         """Flush and close the spool (the counterpart of :meth:`open` when not using ``run``)."""
@@ -890,6 +602,7 @@ class Gateway:
 
             self.webhook = WebhookSender.from_config(cfg.alerts)
             await self.webhook.__aenter__()
+            self.outbox.webhook = self.webhook
         self.events.info("gateway_starting", gateway=f"{cfg.gateway.site}/{cfg.gateway.line}/{cfg.gateway.id}",
                          version=edge.__version__, spool=str(self.spool_path),
                          broker=safe_url(cfg.mqtt.url) if self.publish else "none (spool-only)")
@@ -1002,8 +715,7 @@ class Gateway:
         if self.spool is not None and self.alerts is not None:
             try:
                 for ch in self.characteristics.values():
-                    if ch.new_since_snapshot:
-                        self._snapshot(ch)
+                    ch.snapshot_if_new()
                 self.status_event("gateway", "stopping", "clean shutdown", {"readings": self.readings_total})
                 self.flush(save_state=True)
             except Exception as exc:
@@ -1039,42 +751,10 @@ class Gateway:
             self.events.info("gateway_stopped", readings=self.readings_total, backlog=backlog)
 
 
-_RULE_TEXT = {
-    "nelson_1": "one point beyond 3 sigma",
-    "nelson_2": "9 points in a row on one side of the centre line",
-    "nelson_3": "6 points in a row steadily increasing or decreasing",
-    "nelson_4": "14 points in a row alternating up and down",
-    "nelson_5": "2 of 3 points beyond 2 sigma on one side",
-    "nelson_6": "4 of 5 points beyond 1 sigma on one side",
-    "nelson_7": "15 points in a row within 1 sigma (stratification)",
-    "nelson_8": "8 points in a row beyond 1 sigma, none within",
-    "we_1": "one point beyond 3 sigma (WE 1)",
-    "we_2": "2 of 3 points beyond 2 sigma (WE 2)",
-    "we_3": "4 of 5 points beyond 1 sigma (WE 3)",
-    "we_4": "8 points in a row on one side (WE 4)",
-    "ewma": "EWMA outside its control limits: the process mean is drifting",
-    "cusum": "CUSUM beyond its decision interval: the process mean has shifted",
-}
-
-
 def _num(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, bytes):
-        return obj.decode("latin-1")
-    return obj
 
 
 def run_gateway(config: GatewayConfig, **kwargs: Any) -> int:

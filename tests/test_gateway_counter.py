@@ -64,7 +64,7 @@ class Running:
 
     def value(self, characteristic: str) -> float | None:
         ch = self.gw.characteristics.get(characteristic)
-        return None if ch is None or ch.last is None else ch.last[3]
+        return None if ch is None or ch.last is None else ch.last.value
 
     async def wait_value(self, characteristic: str, value: float) -> None:
         await wait_async(lambda: self.value(characteristic) == value, 10,
