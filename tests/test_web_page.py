@@ -1,12 +1,16 @@
 """The gateway's local web page in a real browser (Debian's chromium, headless) and its JSON API.
 
 The page must show live values from a running gateway — simulated instruments, real drivers — after its
-JavaScript fetched ``/api/status``; the test reads the DOM chromium rendered, not the HTML we sent.
+JavaScript fetched ``/api/status``; the test reads the DOM chromium rendered, not the HTML we sent. With a
+view token, the browser's way in (``?token=`` once, then the cookie for the page's own requests) is tested
+the same way, and so is the Host check, with chromium resolving foreign names to the gateway as a
+DNS-rebinding attacker's would.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import re
@@ -21,21 +25,22 @@ from floorwatch.gateway.service import Gateway
 from harness._util import free_port, require_binary
 
 
-def _config(tmp_path, port: int):
+def _config(tmp_path, port: int, **web):
     return parse_config({
         "gateway": {"site": "plant", "line": "l2", "id": "gw-web", "data_dir": str(tmp_path / "data")},
         "instruments": [{"name": "caliper-1", "driver": "mitutoyo", "simulate": "normal"}],
         "characteristics": [{"name": "bore_diameter", "instrument": "caliper-1", "unit": "mm", "nominal": 12.0,
                              "lsl": 11.95, "usl": 12.05}],
         "spool": {"flush_interval": 0.1},
-        "web": {"bind": f"127.0.0.1:{port}"},
+        "web": {"bind": f"127.0.0.1:{port}", **web},
     })
 
 
-@pytest.fixture
-async def running_gateway(tmp_path):
+@contextlib.asynccontextmanager
+async def gateway_with_page(tmp_path, **web):
+    """A running gateway (simulated caliper, no broker) with ``[web]`` set as given."""
     port = free_port()
-    gw = Gateway(_config(tmp_path, port), events=EventLog(stream=io.StringIO(), timestamps=False),
+    gw = Gateway(_config(tmp_path, port, **web), events=EventLog(stream=io.StringIO(), timestamps=False),
                  publish=False, stats_interval=0.2)
     stop = asyncio.Event()
     task = asyncio.create_task(gw.run(stop))
@@ -44,9 +49,35 @@ async def running_gateway(tmp_path):
             break
         await asyncio.sleep(0.05)
     assert gw.readings_total >= 5, gw.events.stream.getvalue()
-    yield gw, f"http://127.0.0.1:{gw.web.port}"
-    stop.set()
-    assert await task == 0
+    try:
+        yield gw, f"http://127.0.0.1:{gw.web.port}"
+    finally:
+        stop.set()
+        assert await task == 0
+
+
+@pytest.fixture
+async def running_gateway(tmp_path):
+    async with gateway_with_page(tmp_path) as running:
+        yield running
+
+
+async def chromium_dom(url: str, tmp_path, *flags: str) -> str:
+    """The DOM headless chromium rendered for ``url`` after four seconds of (virtual) time."""
+    chromium = require_binary("chromium")
+    profile = tmp_path / f"chromium-profile-{len(list(tmp_path.glob('chromium-profile-*')))}"
+    proc = await asyncio.create_subprocess_exec(
+        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}", "--virtual-time-budget=4000", *flags, "--dump-dom", url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    return out.decode()
+
+
+def _shows_live_values(dom: str) -> bool:
+    rows = re.findall(r"<tr><td>bore_diameter</td><td[^>]*>([^<]+)</td><td>mm</td>", dom)
+    return "plant / l2 / gw-web" in dom and bool(rows) and 11.9 < float(rows[0]) < 12.1
 
 
 async def _get(url: str) -> tuple[int, bytes, str]:
@@ -80,6 +111,7 @@ async def test_page_shows_live_values_in_chromium(running_gateway, tmp_path):
     assert re.search(r"<td>caliper-1</td><td>mitutoyo \(simulated: normal\)</td><td class=\"ok\">yes</td>", dom)
     assert re.search(r"readings · last seq \d+", meta.group(1))
     assert "(spool-only)" in dom
+    assert re.search(r"<td>page connections</td><td[^>]*>\d+ of 64</td>", dom), dom[-2000:]
 
 
 async def test_status_api_and_errors(running_gateway):
@@ -104,6 +136,36 @@ async def test_status_api_and_errors(running_gateway):
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.web.port)
     writer.write(b"\x00\xff garbage\r\n\r\n")
     await writer.drain()
-    assert (await reader.read(100)).startswith(b"HTTP/1.1 400")
+    assert re.match(rb"HTTP/1\.[01] 400 ", await reader.read(100))  # aiohttp answers what it cannot parse as 1.0
     writer.close()
     assert (await _get(url + "/api/status"))[0] == 200
+
+
+async def test_view_token_in_chromium_address_once_then_the_cookie(tmp_path):
+    token = "view-0123456789abcdef0123"
+    (tmp_path / "view-token").write_text(token + "\n")
+    async with gateway_with_page(tmp_path, view_token_file=str(tmp_path / "view-token")) as (gw, url):
+        # without the token the browser is told what to do, and sees no values
+        dom = await chromium_dom(url + "/", tmp_path)
+        assert "needs the view token" in dom and "?token=" in dom and "view_token_file" in dom
+        assert not _shows_live_values(dom)
+        # with it once in the address: the cookie carries the page's own fetches of /api/status
+        dom = await chromium_dom(f"{url}/?token={token}", tmp_path)
+        assert _shows_live_values(dom), dom[-3000:]
+        assert '<div id="meta">gateway not reachable' not in dom
+        # a wrong token is refused in words
+        dom = await chromium_dom(f"{url}/?token={token[:-1]}x", tmp_path)
+        assert "not the view token" in dom and not _shows_live_values(dom)
+
+
+async def test_host_check_in_chromium_refuses_a_rebound_name_and_serves_an_allowed_one(tmp_path):
+    async with gateway_with_page(tmp_path, allowed_hosts=["floor-3.example"]) as (gw, url):
+        port = gw.web.port
+        rules = "--host-resolver-rules=MAP attacker.example 127.0.0.1, MAP floor-3.example 127.0.0.1"
+        dom = await chromium_dom(f"http://attacker.example:{port}/", tmp_path, rules)
+        assert "does not answer to the name" in dom and "[web] allowed_hosts" in dom
+        assert not _shows_live_values(dom)
+        dom = await chromium_dom(f"http://floor-3.example:{port}/", tmp_path, rules)
+        assert _shows_live_values(dom), dom[-3000:]
+        # and by its address, as always
+        assert _shows_live_values(await chromium_dom(url + "/", tmp_path))
