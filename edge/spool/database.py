@@ -214,13 +214,13 @@ class SpoolDatabase:
 
     # --- the reader's (with the state lock held) ------------------------------------------------------
 
-    def rows_after(self, after: int, limit: int) -> list[tuple]:
-        """Committed rows above id ``after``, oldest first (as ``SpoolRecord`` fields)."""
+    def rows_after(self, after: int, limit: int) -> list[Row]:
+        """Committed rows above id ``after``, oldest first."""
         if self.reader is None:
             raise SpoolError("spool is not open; call open() or use it as a context manager")
-        return self.reader.execute(
+        return list(map(Row._make, self.reader.execute(
             "SELECT id, topic, payload, qos, retain, first_seq, last_seq FROM outbox WHERE id > ? "
-            "ORDER BY id LIMIT ?", (after, limit)).fetchall()
+            "ORDER BY id LIMIT ?", (after, limit))))
 
     def committed_bytes(self) -> int:
         """Pages in use as committed (for ``stats()``); 0 when closed or unreadable."""

@@ -5,9 +5,10 @@ Records are handed out in id order, each once, from a *cursor* (the highest id h
 ``release()`` moves the cursor back so that records the broker never acknowledged go out again, oldest
 first. An acknowledged record is deleted at the next flush; until that flush commits, ``pending()`` skips it.
 
+>>> from floorwatch.edge.spool.records import Row
 >>> delivery = Delivery()
 >>> delivery.reset(committed=3)
->>> rows = [(i, "t", b"", 1, 0, i, i) for i in (1, 2, 3)]
+>>> rows = [Row(i, "t", b"", 1, 0, i, i) for i in (1, 2, 3)]
 >>> [r.id for r in delivery.hand_out(rows, skip=set(), limit=10)]
 [1, 2, 3]
 >>> delivery.ack([2]); delivery.release([1, 3]); delivery.cursor, delivery.skip_above_cursor()
@@ -21,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
-from floorwatch.edge.spool.records import SpoolRecord
+from floorwatch.edge.spool.records import Row, SpoolRecord
 
 log = logging.getLogger("floorwatch.edge.spool")
 
@@ -54,15 +55,16 @@ class Delivery:
         cursor = self.cursor
         return {i for group in (self._inflight, self._acked, self._deleting) for i in group if i > cursor}
 
-    def hand_out(self, rows: Iterable[tuple], skip: set[int], limit: int) -> list[SpoolRecord]:
-        """Mark the rows read (id order, ``SpoolRecord`` fields) as in flight, up to ``limit``."""
+    def hand_out(self, rows: Iterable[Row], skip: set[int], limit: int) -> list[SpoolRecord]:
+        """Mark the rows read (in id order) as in flight, up to ``limit``, except those in ``skip``."""
         out = []
-        for rid, topic, payload, qos, retain, first_seq, last_seq in rows:
-            if rid in skip:
+        for row in rows:
+            if row.id in skip:
                 continue
-            out.append(SpoolRecord(rid, topic, payload, qos, bool(retain), first_seq, last_seq))
-            self._inflight.add(rid)
-            self.cursor = rid
+            out.append(SpoolRecord(row.id, row.topic, row.payload, row.qos, bool(row.retain), row.first_seq,
+                                   row.last_seq))
+            self._inflight.add(row.id)
+            self.cursor = row.id
             if len(out) == limit:
                 break
         return out
