@@ -248,17 +248,18 @@ async def test_counter_above_its_configured_wrap_is_an_error_reading(modbus_tcp_
 
 
 async def test_inter_request_delay_spaces_requests(modbus_tcp_server):
+    # A lower bound only (the two pauses between three requests): how fast a pass runs without the delay
+    # depends on the machine and is not asserted.
     clock = modbus_tcp_server.clock
     options = ModbusOptions(points=list(DEFAULT_POINTS))  # three requests a pass
-    durations = []
-    for delay in (0.0, 0.1):
-        driver = ModbusDriver(instrument_for(modbus_tcp_server, inter_request_delay=delay), options, clock)
-        await driver.connect()
-        started = time.monotonic()
-        await driver.poll(lambda m: None)
-        durations.append(time.monotonic() - started)
-        driver.close()
-    assert durations[0] < 0.1 <= 0.2 <= durations[1]
+    driver = ModbusDriver(instrument_for(modbus_tcp_server, inter_request_delay=0.1), options, clock)
+    await driver.connect()
+    started = time.monotonic()
+    got: list[Measurement] = []
+    await driver.poll(got.append)
+    elapsed = time.monotonic() - started
+    driver.close()
+    assert got and elapsed >= 0.2
 
 
 async def test_reconnects_after_the_tcp_server_restarts(modbus_sim):
