@@ -38,24 +38,22 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from floorwatch import edge
-from floorwatch.drivers import registry
-from floorwatch.drivers.base import Driver, Simulator
 from floorwatch.edge.alerts import AlertTracker
 from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
-from floorwatch.edge.config import CharacteristicConfig, GatewayConfig, InstrumentConfig
+from floorwatch.edge.config import CharacteristicConfig, GatewayConfig
 from floorwatch.edge.model import (
     Measurement,
-    Severity,
 )
 from floorwatch.edge.spool import Spool
 from floorwatch.edge.topics import Topics
 from floorwatch.gateway.characteristic import Characteristic
 from floorwatch.gateway.events import EventLog, safe_url
+from floorwatch.gateway.health import HealthChecks
+from floorwatch.gateway.instruments import InstrumentState, InstrumentSupervisor
 from floorwatch.gateway.outbox import Listener, Outbox, json_ready
 from floorwatch.gateway.systemd import SystemdNotify
 
@@ -83,23 +81,6 @@ def fingerprint(cfg: CharacteristicConfig) -> str:
     """What a characteristic's saved statistics depend on: restored only if this is unchanged."""
     relevant = cfg.model_dump(mode="json", exclude={"idle_after"})
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
-
-
-# ---------------------------------------------------------------------------------------- instruments
-
-
-@dataclass
-class InstrumentState:
-    config: InstrumentConfig
-    driver: Driver | None = None
-    simulator: Simulator | None = None
-    task: asyncio.Task | None = None
-    online: bool | None = None  # None: not known yet (starting)
-    since: float = 0.0  # monotonic time the current connected state began
-    error: str = ""  # why the driver could not be created or started
-    last: Measurement | None = None
-    down_since: float | None = None  # monotonic time the connection was first seen down
-    restored_state: bool = False  # the driver was offered its saved state; from now on it saves its own
 
 
 # ------------------------------------------------------------------------------------------- gateway
@@ -132,7 +113,6 @@ class Gateway:
         self.publish = publish
         self.stats_interval = stats_interval
         self.drain_timeout = drain_timeout
-        self.stop_timeout = stop_timeout  # seconds to wait for each driver and simulator to stop
         # False: the caller feeds measurements to ingest() itself (benchmark, replay of recorded frames)
         self.start_instruments = start_instruments
         # statistics state is saved at most this often (and on a clean stop): see flush()
@@ -154,15 +134,14 @@ class Gateway:
         self.webhook: Any = None
         self.web: Any = None
         self.characteristics: dict[str, Characteristic] = {}
-        self.instruments: dict[str, InstrumentState] = {}
+        self.supervisor = InstrumentSupervisor(config.instruments, clock=clock, events=self.events, ingest=self.ingest,
+                                               stop_timeout=stop_timeout)
         self._routes: dict[tuple[str, str], Characteristic] = {}
         self._unrouted: dict[tuple[str, str], int] = {}
-        self._saved_instruments: dict[str, dict] = {}  # Driver.state() of the previous run, by instrument
         self.started_ns = 0
         self.started_mono = 0.0
         self.restored = False
         self.readings_total = 0
-        self.dropped_total = 0
         self._last_snapshot_round = 0.0
         self._notify = SystemdNotify()
         self._stopping = False
@@ -217,7 +196,7 @@ class Gateway:
             self.events.info("instrument_state_absent", path=str(self.state_path),
                              reason="state file from an older version: production counts start from 0")
         elif isinstance(instruments, dict):
-            self._saved_instruments = {k: v for k, v in instruments.items() if isinstance(v, dict)}
+            self.supervisor.saved = {k: v for k, v in instruments.items() if isinstance(v, dict)}
         else:
             self.events.warning("instrument_state_not_restored", reason="'instruments' is not a mapping")
         if data.get("alerts") is not None:
@@ -264,81 +243,13 @@ class Gateway:
         assert self.alerts is not None
         chars = {name: {"fingerprint": fingerprint(ch.config), **ch.state()} for name, ch in self.characteristics.items()}
         data = {"version": STATE_VERSION, "saved_ns": self.clock.now_ns(), "characteristics": chars,
-                "alerts": self.alerts.state(), "instruments": self._instrument_states()}
+                "alerts": self.alerts.state(), "instruments": self.supervisor.driver_states()}
         return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
 
-    def _instrument_states(self) -> dict[str, dict]:
-        """Each driver's own state (``Driver.state``: e.g. production counts). An instrument whose driver
-        is not running keeps what was saved for it, so a device that fails to start loses nothing."""
-        out = {}
-        for inst_cfg in self.config.instruments:
-            name = inst_cfg.name
-            inst = self.instruments.get(name)
-            saved = self._saved_instruments.get(name)
-            if inst is not None and inst.driver is not None and inst.restored_state:
-                try:
-                    saved = inst.driver.state()
-                except Exception as exc:  # a driver bug must not cost the statistics their state
-                    self.events.error("instrument_state_not_saved", instrument=name,
-                                      error=f"{type(exc).__name__}: {exc}")
-            if saved:
-                out[name] = saved
-        return out
-
-    def _restore_instrument(self, inst: InstrumentState) -> None:
-        """Hand the driver what its previous run saved, before it starts (``Driver.restore``)."""
-        assert inst.driver is not None
-        name = inst.config.name
-        saved = self._saved_instruments.get(name)
-        try:
-            notes = inst.driver.restore(saved) if saved else []
-        except Exception as exc:  # a driver bug must not stop the instrument
-            notes = [f"internal error: {type(exc).__name__}: {exc}"]
-        for note in notes:
-            self.events.warning("instrument_state_not_restored", instrument=name, reason=note)
-        if saved and not notes:
-            self.events.info("instrument_state_restored", instrument=name)
-        inst.restored_state = True
-
-    async def _start_instrument(self, inst: InstrumentState) -> None:
-        cfg = inst.config
-        try:
-            spec = registry.get(cfg.driver)
-            options = registry.parse_options(spec, cfg)
-            if cfg.simulate is not None:
-                if spec.simulator is None:
-                    raise ValueError(f"driver {cfg.driver!r} has no simulator; remove 'simulate'")
-                inst.simulator = spec.simulator(cfg.simulate, options, self.clock)
-                await inst.simulator.start()
-                cfg = cfg.model_copy(update=dict(inst.simulator.endpoint))
-                inst.config = cfg
-            inst.driver = spec.driver(cfg, options, self.clock)
-            self._restore_instrument(inst)
-        except Exception as exc:  # a bad instrument must not stop the others
-            inst.error = f"{type(exc).__name__}: {exc}"
-            self.events.error("instrument_not_started", instrument=cfg.name, driver=cfg.driver, error=inst.error)
-            return
-        inst.since = self.clock.monotonic()
-        inst.task = asyncio.create_task(self._drive(inst), name=f"driver:{cfg.name}")
-        self.events.info("instrument_started", instrument=cfg.name, driver=cfg.driver,
-                         port=cfg.port, host=cfg.host, simulate=cfg.simulate)
-
-    async def _drive(self, inst: InstrumentState) -> None:
-        """Run one driver; a driver bug is logged and the driver restarted, never taking the gateway down."""
-        backoff = 1.0
-        while True:
-            try:
-                assert inst.driver is not None
-                await inst.driver.run(self.ingest)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                inst.error = f"{type(exc).__name__}: {exc}"
-                self.events.error("driver_failed", instrument=inst.config.name, error=inst.error,
-                                  restart_in=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+    @property
+    def instruments(self) -> dict[str, InstrumentState]:
+        """Every configured instrument, once :meth:`run` took them on."""
+        return self.supervisor.instruments
 
     # ------------------------------------------------------------------ the hot path
 
@@ -364,79 +275,20 @@ class Gateway:
 
     # ------------------------------------------------------------------ periodic checks
 
-    def _instrument_check(self, inst: InstrumentState, now: float) -> None:
-        """Online/offline from the driver's health, with a grace period so a replug is not an outage.
-        An instrument whose driver could not even be created is offline from the start, with the reason."""
-        health = inst.driver.health if inst.driver is not None else None
-        name = inst.config.name
-        grace = self.offline_after if self.offline_after is not None else max(3.0, 3 * inst.config.timeout)
-        reason = (health.last_error if health is not None else inst.error) or "no connection"
-        detail = {} if health is None else {"frames_ok": health.frames_ok, "frames_rejected": health.frames_rejected,
-                                            "reconnects": health.reconnects}
-        if health is not None and health.connected:
-            inst.down_since = None
-            if inst.online is not True:
-                inst.online, inst.since = True, now
-                self.status_event(name, "online", "instrument connected", detail)
-                self.events.info("instrument_online", instrument=name)
-        else:
-            if inst.down_since is None:
-                inst.down_since = now
-            if inst.online is not False and (health is None or now - inst.down_since >= grace):
-                inst.online, inst.since = False, now
-                self.status_event(name, "offline", reason, detail)
-                self.events.warning("instrument_offline", instrument=name, error=reason)
-        offline = inst.online is False
-        if offline or self.alerts.is_active(name, "instrument_offline"):
-            message = f"{name} offline: {reason}" if offline else f"{name} back online"
-            self.outbox.alert(self.alerts.update(name, "instrument_offline", offline, ts_ns=self.clock.now_ns(),
-                                                 severity=Severity.CRITICAL, message=message))
-
-    def _spool_checks(self) -> None:
-        for kind, detail in self.spool.drain_events():
-            if kind == "dropped":
-                self.dropped_total += int(detail.get("count", 0))
-                self.status_event("spool", "dropped",
-                                  f"{detail.get('reason') or 'disk budget full'}: dropped {detail.get('records')} "
-                                  f"record(s) carrying {detail.get('count')} numbered item(s) "
-                                  f"(seq {detail.get('first_seq')}..{detail.get('last_seq')})", dict(detail))
-                self.events.error("spool_dropped", **{k: v for k, v in detail.items()},
-                                  fix="raise spool.max_bytes or restore the broker connection")
-            elif kind == "corrupt":
-                self.status_event("spool", "corrupt", "spool file was corrupt; moved aside, a new one started",
-                                  {k: str(v) for k, v in detail.items()})
-                self.events.error("spool_corrupt", **{k: str(v) for k, v in detail.items()})
-            elif kind == "sequence_skipped":
-                self.status_event("spool", kind,
-                                  f"sequence numbers {detail.get('first_seq')}..{detail.get('last_seq')} were never "
-                                  f"used ({detail.get('reason', 'unclean stop')}): a gap downstream, explained",
-                                  {k: v for k, v in detail.items()})
-                self.events.warning("sequence_skipped", **{k: v for k, v in detail.items()})
-            else:
-                self.status_event("spool", kind, "", {k: v for k, v in detail.items()})
-        backlog = self.spool.backlog()
-        limit = self.config.spool.backlog_alert
-        high = backlog > limit
-        if high or self.alerts.is_active("spool", "spool_backlog"):
-            message = (f"{backlog} records wait to be published (alert above {limit})" if high
-                       else f"backlog down to {backlog} records")
-            self.outbox.alert(self.alerts.update("spool", "spool_backlog", high, ts_ns=self.clock.now_ns(),
-                                                 severity=Severity.WARNING, value=float(backlog), limit=float(limit),
-                                                 message=message))
-
     def tick(self) -> None:
         """Periodic work: instrument health, line stopped, snapshots due, spool events and backlog."""
         now = self.clock.monotonic()
         if self.start_instruments:
             for inst in self.instruments.values():
-                self._instrument_check(inst, now)
+                self.health.instrument(inst, now)
         for ch in self.characteristics.values():
             ch.check(now)
         if now - self._last_snapshot_round >= self.stats_interval:
             self._last_snapshot_round = now
             for ch in self.characteristics.values():
                 ch.snapshot_if_new()
-        self._spool_checks()
+        self.health.spool_events()
+        self.health.spool_backlog()
 
     def flush(self, *, save_state: bool | None = None) -> None:
         """Queue what is pending, save the statistics state when due, commit the spool (one transaction).
@@ -536,7 +388,7 @@ class Gateway:
         if self.spool is not None:
             spool["backlog"] = self.spool.backlog()
         spool["path"] = str(self.spool_path)
-        spool["dropped_reported"] = self.dropped_total
+        spool["dropped_reported"] = self.health.dropped_total if self.spool is not None else 0
         if self.publisher is not None:
             broker = dict(self.publisher.stats())
             broker["enabled"] = True
@@ -580,6 +432,8 @@ class Gateway:
                              listeners=self.listeners)
         self._build_characteristics(alerts, self.outbox)
         self.spool, self.alerts = spool, alerts
+        self.health = HealthChecks(cfg, spool=spool, alerts=alerts, outbox=self.outbox, clock=self.clock,
+                                   events=self.events, offline_after=self.offline_after)
         self._restore_state(alerts, self.outbox)
 
     def close(self) -> None:
@@ -626,11 +480,7 @@ class Gateway:
                     self.events.error("web_unavailable", bind=cfg.web.bind, error=str(exc),
                                       fix="another program uses this port; change [web] bind")
                     self.web = None
-            for inst_cfg in cfg.instruments:
-                inst = InstrumentState(inst_cfg)
-                self.instruments[inst_cfg.name] = inst
-                if self.start_instruments:
-                    await self._start_instrument(inst)
+            await self.supervisor.start_all(run_drivers=self.start_instruments)
             self.status_event("gateway", "started", f"floorwatch {edge.__version__} started",
                               {"restored": self.restored, "instruments": len(cfg.instruments)})
             try:
@@ -660,7 +510,6 @@ class Gateway:
         clock = self.clock
         next_flush = clock.monotonic() + flush_interval
         next_tick = clock.monotonic() + tick
-        last_broker: tuple[bool, str] | None = None
         while not stop.is_set():
             timeout = max(0.0, min(next_flush, next_tick) - clock.monotonic())
             with contextlib.suppress(TimeoutError):
@@ -682,36 +531,13 @@ class Gateway:
                     self.events.error("flush_failed", error=f"{type(exc).__name__}: {exc}")
             self._notify.kick(now)
             if self.publisher is not None:
-                state = (bool(self.publisher.connected), str(self.publisher.last_error or ""))
-                if state != last_broker:
-                    if state[0]:
-                        self.events.info("broker_connected", broker=safe_url(self.config.mqtt.url))
-                    elif state[1]:
-                        self.events.error("broker_unavailable", broker=safe_url(self.config.mqtt.url),
-                                          error=state[1], backlog=self.spool.backlog())
-                    last_broker = state
+                self.health.broker(self.publisher)
 
     async def _shutdown(self, tasks: list[asyncio.Task], publisher_cm: Any) -> None:
         self._stopping = True
         self._notify.notify("STOPPING=1")
         self.events.info("gateway_stopping")
-        running = [inst.task for inst in self.instruments.values() if inst.task is not None]
-        for task in running:
-            task.cancel()
-        if running:
-            # bounded: a driver stuck in a library call must not keep the gateway from stopping (and saving)
-            _, stuck = await asyncio.wait(running, timeout=self.stop_timeout)
-            for task in stuck:
-                self.events.error("driver_not_stopping", task=task.get_name(), waited=self.stop_timeout,
-                                  fix="the gateway stops without it; report this driver's hang")
-        for inst in self.instruments.values():
-            if inst.simulator is not None:
-                try:
-                    async with asyncio.timeout(self.stop_timeout):
-                        await inst.simulator.stop()
-                except Exception as exc:
-                    self.events.warning("simulator_not_stopped", instrument=inst.config.name,
-                                        error=f"{type(exc).__name__}: {exc}")
+        await self.supervisor.stop()
         if self.spool is not None and self.alerts is not None:
             try:
                 for ch in self.characteristics.values():

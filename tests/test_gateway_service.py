@@ -563,7 +563,7 @@ async def test_a_driver_that_ignores_its_cancel_does_not_keep_the_gateway_from_s
     import contextlib
 
     from floorwatch.drivers.base import Driver
-    from floorwatch.gateway.service import InstrumentState
+    from floorwatch.gateway.instruments import InstrumentState
 
     class Stuck(Driver):
         released = False
@@ -587,7 +587,7 @@ async def test_a_driver_that_ignores_its_cancel_does_not_keep_the_gateway_from_s
         await asyncio.sleep(0.01)
     inst: InstrumentState = gw.instruments["caliper-1"]
     inst.driver = Stuck(inst.config, None)
-    inst.task = asyncio.create_task(gw._drive(inst), name="driver:caliper-1")
+    inst.task = asyncio.create_task(gw.supervisor.drive(inst), name="driver:caliper-1")
     await asyncio.sleep(0.05)
     stop.set()
     assert await asyncio.wait_for(task, 5) == 0
