@@ -22,7 +22,7 @@ Why it is built this way (measured limits in ``/work/shared/reference/mqtt.md``,
   an explicit retained ``"offline"`` on a clean exit (``__aexit__``).
 * Errors say what to fix, e.g. ``not authorised by the broker (bad user name or password): check
   mqtt.username and the password in mqtt.password_file / mqtt.password_env``; the latest one is in
-  ``last_error`` and ``stats()``, logged once per change. Reconnects back off exponentially with jitter.
+  ``last_error`` and ``stats()``, logged once per change. Reconnects back off exponentially with jitter (``floorwatch.edge.backoff``).
 
 Usage::
 
@@ -296,10 +296,8 @@ class MqttPublisher:
         self.client_id = config.client_id or client_id
         self.clock = clock
         self.version = version
-        self.backoff_min = backoff_min
-        self.backoff_max = max(backoff_max, backoff_min)
         # ±20 % jitter: gateways that lost the same broker at the same moment do not all return in one burst
-        self._backoff = Backoff(first=self.backoff_min, maximum=self.backoff_max, jitter=0.2)
+        self._backoff = Backoff(first=backoff_min, maximum=backoff_max, jitter=0.2)
         self.connect_timeout = connect_timeout
         self.window = config.max_inflight
         self.protocol = "3.1.1" if config.protocol == "3.1.1" else "5"
@@ -318,6 +316,16 @@ class MqttPublisher:
         self._run_task: asyncio.Task | None = None
         self._closing = False
         self._logged_error = ""
+
+    @property
+    def backoff_min(self) -> float:
+        """Seconds before the first reconnect attempt."""
+        return self._backoff.first
+
+    @property
+    def backoff_max(self) -> float:
+        """The longest wait between reconnect attempts."""
+        return self._backoff.maximum
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
