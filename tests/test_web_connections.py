@@ -14,6 +14,7 @@ import asyncio
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -115,6 +116,49 @@ async def test_cap_idle_timeout_trickle_and_slow_answers_in_process():
     # the burst's end is logged once, with its count
     ended = [f for _, name, f in events.lines if name == "web_connections_refused_ended"]
     assert len(ended) == 1 and ended[0]["refused"] == 40
+
+
+async def test_a_long_answer_goes_out_to_a_slow_reader_and_a_reader_that_stopped_is_dropped():
+    body = bytes(range(256)) * (12 * 4096)  # 12 MiB: more than the kernel's socket buffers hold
+
+    async def big(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/octet-stream")
+
+    server = StatusServer(FakeGateway(), "127.0.0.1:0", config=WebConfig(idle_timeout=1.0),
+                          routes=[web.get("/big", big)])
+    await server.start()
+    try:
+        # reading steadily for several idle periods: the answer is never cut
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # so the rest waits in the gateway
+        sock.connect(("127.0.0.1", server.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        received = b""
+        while len(received) < len(body):
+            chunk = await _until_read(reader, 256 * 1024)
+            assert chunk, f"cut after {len(received)} of {len(body)} bytes"
+            received += chunk
+            await asyncio.sleep(0.1)
+        assert received.endswith(body)
+        writer.close()
+        # a client that asks and then stops reading holds its descriptor no longer than a few idle periods
+        stalled_r, stalled_w = await asyncio.open_connection("127.0.0.1", server.port)
+        stalled_w.write(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        async with asyncio.timeout(60):
+            while server.connections().closed_idle < 1:
+                await asyncio.sleep(0.05)
+        stalled_w.close()
+        async with asyncio.timeout(30):
+            while server.connections().open:
+                await asyncio.sleep(0.05)
+    finally:
+        await server.stop()
+
+
+async def _until_read(reader: asyncio.StreamReader, size: int) -> bytes:
+    async with asyncio.timeout(30):
+        return await reader.read(size)
 
 
 # ------------------------------------------------------------------------------ the service, flooded

@@ -10,8 +10,8 @@ the listening socket and aiohttp's protocol:
   once per burst rather than once per connection);
 - a connection must send a complete request head within ``idle_timeout`` seconds of opening or of its last
   answer, or it is closed: an idle socket, and a client that trickles its headers a byte at a time to hold
-  the socket (slowloris), both go. While a request is being answered the clock stops, unless the answer
-  itself stalls (the client does not read it) for as long.
+  the socket (slowloris), both go. While a request is being answered, and while its answer is being sent,
+  the clock stops — unless the client stops reading the answer for as long.
 
 The gate wraps aiohttp's protocol factory (``AppRunner.server``) and forwards the transport's calls; it
 uses only asyncio's protocol contract and aiohttp's public request attributes, not aiohttp's internals.
@@ -93,7 +93,8 @@ class ConnectionGate:
 
     # -- bookkeeping for the connections
 
-    def _admit(self, conn: _GatedConnection, transport: asyncio.Transport) -> bool:
+    def _admit(self, transport: asyncio.Transport) -> bool:
+        """Whether one more connection may open; counts and reports it when not."""
         if len(self._open) < self.max_connections:
             return True
         self.refused += 1
@@ -140,12 +141,12 @@ class _GatedConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.busy = 0
         self._last_active = 0.0
-        self._stalled_at = -1  # write-buffer size seen at the last check of a busy connection
+        self._pending_seen = 0  # bytes of an answer waiting to be sent, at the last look
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        if not self.gate._admit(self, transport):
+        if not self.gate._admit(transport):
             # Answer in words for a browser, then let go of the descriptor straight away.
             transport.write(REFUSAL)
             transport.close()
@@ -158,8 +159,8 @@ class _GatedConnection(asyncio.Protocol):
         self.inner.connection_made(transport)
 
     def touch(self) -> None:
+        """The client's turn to speak starts now (the connection opened, or an answer was made)."""
         self._last_active = asyncio.get_running_loop().time()
-        self._stalled_at = -1
 
     def _schedule(self, when: float) -> None:
         self._timer = asyncio.get_running_loop().call_at(when, self._check_idle)
@@ -170,14 +171,20 @@ class _GatedConnection(asyncio.Protocol):
             return
         now = asyncio.get_running_loop().time()
         idle = self.gate.idle_timeout
-        if self.busy:
-            # The answer is being made; only an answer the client has stopped reading for a whole period
-            # (the write buffer neither empties nor shrinks) counts as idle.
-            pending = self.transport.get_write_buffer_size()
-            if pending and self._stalled_at != -1 and pending >= self._stalled_at:
+        pending = self.transport.get_write_buffer_size()
+        if pending:
+            # An answer is on its way out: the connection is idle only when the client has stopped reading
+            # it for a whole period (what waits to be sent did not shrink).
+            if self._pending_seen and pending >= self._pending_seen:
                 self._close_idle()
                 return
-            self._stalled_at = pending if pending else -1
+            self._pending_seen = pending
+            self._schedule(now + idle)
+            return
+        if self._pending_seen:  # the answer went out since the last look: the client's turn starts now
+            self._pending_seen = 0
+            self.touch()
+        if self.busy:  # an answer is being made
             self._schedule(now + idle)
             return
         due = self._last_active + idle
