@@ -135,10 +135,11 @@ class AccessPolicy:
     async def check_host(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in OPEN_PATHS or host_allowed(request.headers.get("Host"), self.hosts):
             return await handler(request)
+        # The names it does answer to are not listed: a rebinding page could read them.
         return web.Response(status=421, text=(
             f"this gateway does not answer to the name {request.host!r}: it answers to its IP addresses, "
-            f"localhost and {', '.join(sorted(self.hosts - {'localhost'}))}. To reach it under this name, "
-            "add the name to [web] allowed_hosts in the gateway's configuration.\n"))
+            "localhost, its own host name (and <name>.local) and the names in [web] allowed_hosts. To reach "
+            "it under this name, add the name to [web] allowed_hosts in the gateway's configuration.\n"))
 
     @web.middleware
     async def check_tokens(self, request: web.Request, handler: Handler) -> web.StreamResponse:
