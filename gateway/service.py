@@ -30,21 +30,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
-import math
-import os
 import signal
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from floorwatch import edge
 from floorwatch.edge.alerts import AlertTracker
 from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
-from floorwatch.edge.config import CharacteristicConfig, GatewayConfig
+from floorwatch.edge.config import GatewayConfig
 from floorwatch.edge.model import (
     Measurement,
 )
@@ -54,33 +48,14 @@ from floorwatch.gateway.characteristic import Characteristic
 from floorwatch.gateway.events import EventLog, safe_url
 from floorwatch.gateway.health import HealthChecks
 from floorwatch.gateway.instruments import InstrumentState, InstrumentSupervisor
-from floorwatch.gateway.outbox import Listener, Outbox, json_ready
+from floorwatch.gateway.outbox import Listener, Outbox
+from floorwatch.gateway.state_store import StateStore
+from floorwatch.gateway.status_document import status_document
 from floorwatch.gateway.systemd import SystemdNotify
 
 log = logging.getLogger("floorwatch")
 
-NAN = math.nan
-STATE_VERSION = 1
 MAX_UNROUTED = 1000  # distinct unrouted (instrument, channel) pairs counted; bounded against odd channel names
-
-
-# ------------------------------------------------------------------------------------- state files
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def fingerprint(cfg: CharacteristicConfig) -> str:
-    """What a characteristic's saved statistics depend on: restored only if this is unchanged."""
-    relevant = cfg.model_dump(mode="json", exclude={"idle_after"})
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # ------------------------------------------------------------------------------------------- gateway
@@ -117,9 +92,6 @@ class Gateway:
         self.start_instruments = start_instruments
         # statistics state is saved at most this often (and on a clean stop): see flush()
         self.state_interval = max(state_interval, config.spool.flush_interval)
-        self._state_saved_at = -math.inf
-        self._state_saved_changes = -1
-        self._state_lock = threading.Lock()
         # an instrument that has not been connected for this long is reported offline
         self.offline_after = offline_after
         ident = config.gateway
@@ -155,96 +127,6 @@ class Gateway:
                                 rule_clear_after=self.config.alerts.rule_clear_after)
             self.characteristics[cfg.name] = ch
             self._routes[(cfg.instrument, cfg.channel)] = ch
-
-    def _restore_state(self, alerts: AlertTracker, outbox: Outbox) -> None:
-        if not self.state_path.exists():
-            return
-        try:
-            data = json.loads(self.state_path.read_text())
-            if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
-                raise ValueError(f"not a version {STATE_VERSION} state file")
-            chars = data.get("characteristics")
-            if not isinstance(chars, dict) or not all(isinstance(v, dict) for v in chars.values()):
-                raise ValueError("'characteristics' must map names to saved statistics")
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-            aside = self.state_path.with_name(f"{self.state_path.name}.corrupt-{int(time.time())}")
-            with contextlib.suppress(OSError):
-                os.replace(self.state_path, aside)
-            self.events.error("state_unreadable", path=str(self.state_path), moved_to=str(aside), error=str(exc),
-                              fix="statistics start afresh; control limits are learned again from the baseline")
-            return
-        saved_ns = data.get("saved_ns")
-        # seconds the gateway was down (wall clock; never negative, even when the clock was set back)
-        gap = max(0.0, (self.clock.now_ns() - saved_ns) / 1e9) if isinstance(saved_ns, int) else 0.0
-        restored = []
-        for name, saved in chars.items():
-            ch = self.characteristics.get(name)
-            if ch is None:
-                continue
-            if saved.get("fingerprint") != fingerprint(ch.config):
-                self.events.warning("state_not_restored", characteristic=name,
-                                    reason="its configuration changed; statistics start afresh")
-                continue
-            try:
-                ch.restore(saved, down_for=gap)
-            except (ValueError, TypeError, KeyError) as exc:
-                self.events.warning("state_not_restored", characteristic=name, reason=str(exc))
-                continue
-            restored.append(name)
-        instruments = data.get("instruments")
-        if instruments is None:
-            self.events.info("instrument_state_absent", path=str(self.state_path),
-                             reason="state file from an older version: production counts start from 0")
-        elif isinstance(instruments, dict):
-            self.supervisor.saved = {k: v for k, v in instruments.items() if isinstance(v, dict)}
-        else:
-            self.events.warning("instrument_state_not_restored", reason="'instruments' is not a mapping")
-        if data.get("alerts") is not None:
-            try:
-                alerts.restore(data["alerts"])
-            except (ValueError, TypeError, KeyError) as exc:
-                self.events.warning("alert_state_not_restored", reason=str(exc))
-        known = set(self.characteristics) | {i.name for i in self.config.instruments} | {"spool", "gateway"}
-        for subject in sorted({a.subject for a in alerts.active()} - known):
-            for tr in alerts.clear(subject, ts_ns=self.clock.now_ns(),
-                                   message=f"{subject} is no longer in the configuration"):
-                outbox.alert(tr)
-        active = alerts.active()
-        for tr in active:
-            ch = self.characteristics.get(tr.subject)
-            if ch is not None:
-                ch.watch.add(tr.kind)  # a raised rule alert goes on being judged, and clears in time
-        self.restored = bool(restored)
-        self.events.info("state_restored", characteristics=",".join(restored) or "-", active_alerts=len(active))
-
-    def save_state(self) -> None:
-        """Statistics, alert and instrument state to ``<spool>.state.json`` (atomic replace)."""
-        data, changes = self._state_bytes(), self._changes()
-        self._write_state(data)
-        self._state_written(changes)
-
-    def _write_state(self, data: bytes) -> None:
-        """One writer at a time (the worker thread's periodic save and a stop's final save share the
-        temporary file)."""
-        with self._state_lock:
-            write_atomic(self.state_path, data)
-
-    def _state_written(self, changes: int) -> None:
-        self._state_saved_at = self.clock.monotonic()
-        self._state_saved_changes = changes
-
-    def _changes(self) -> int:
-        """Grows whenever something the state file holds may have changed: readings taken, alerts raised or
-        cleared (both only ever grow)."""
-        return self.readings_total + self.outbox.alert_changes
-
-    def _state_bytes(self) -> bytes:
-        """The state file's content now (built on the loop: the figures must not change while written)."""
-        assert self.alerts is not None
-        chars = {name: {"fingerprint": fingerprint(ch.config), **ch.state()} for name, ch in self.characteristics.items()}
-        data = {"version": STATE_VERSION, "saved_ns": self.clock.now_ns(), "characteristics": chars,
-                "alerts": self.alerts.state(), "instruments": self.supervisor.driver_states()}
-        return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
 
     @property
     def instruments(self) -> dict[str, InstrumentState]:
@@ -300,7 +182,7 @@ class Gateway:
         """
         self.outbox.emit()
         if save_state is None:
-            save_state = self._state_due()
+            save_state = self.state_store.due(self._changes())
         if save_state:
             try:
                 self.save_state()
@@ -308,111 +190,33 @@ class Gateway:
                 self.events.error("state_not_saved", path=str(self.state_path), error=f"{type(exc).__name__}: {exc}")
         self.spool.flush()
 
-    def _state_due(self) -> bool:
-        due = self.clock.monotonic() - self._state_saved_at >= self.state_interval
-        return due and self._changes() != self._state_saved_changes
-
     async def flush_async(self) -> None:
         """:meth:`flush` for the running loop: the figures are taken on the loop, the disk writes (the state
         file with its fsync, about 1 MB with 32 characteristics; the SQLite commit, with a WAL checkpoint now
         and then) run in a worker thread, so that a slow SD card does not hold up drivers, the publisher and
         the status page. The spool is thread-safe; only one flush runs at a time (the main loop awaits it)."""
         self.outbox.emit()
-        if self._state_due():
+        if self.state_store.due(self._changes()):
             try:
-                data, changes = self._state_bytes(), self._changes()
-                await asyncio.to_thread(self._write_state, data)
-                self._state_written(changes)
+                await self.state_store.save_async(self._changes())
             except Exception as exc:  # the spool is written all the same
                 self.events.error("state_not_saved", path=str(self.state_path), error=f"{type(exc).__name__}: {exc}")
         await asyncio.to_thread(self.spool.flush)
+
+    def save_state(self) -> None:
+        """Statistics, alert and instrument state to ``<spool>.state.json`` now (atomic replace)."""
+        self.state_store.save(self._changes())
+
+    def _changes(self) -> int:
+        """Grows whenever something the state file holds may have changed: readings taken, alerts raised or
+        cleared (both only ever grow)."""
+        return self.readings_total + self.outbox.alert_changes
 
     # ------------------------------------------------------------------ status
 
     def status(self) -> dict[str, Any]:
         """Everything ``floorwatch status`` and the local web page show (JSON-ready; NaN -> None)."""
-        now = self.clock.monotonic()
-        active = [a for a in (self.alerts.active() if self.alerts is not None else [])]
-        by_subject: dict[str, list[str]] = {}
-        for a in active:
-            by_subject.setdefault(a.subject, []).append(a.kind)
-        instruments = []
-        for name, inst in self.instruments.items():
-            h = inst.driver.health if inst.driver is not None else None
-            last = inst.last
-            instruments.append({
-                "name": name,
-                "driver": inst.config.driver,
-                "port": inst.config.port,
-                "host": inst.config.host,
-                "simulate": inst.config.simulate,
-                "connected": bool(h and h.connected),
-                "online": inst.online,
-                "frames_ok": h.frames_ok if h else 0,
-                "frames_rejected": h.frames_rejected if h else 0,
-                "frames_ignored": h.frames_ignored if h else 0,
-                "reconnects": h.reconnects if h else 0,
-                "last_error": (h.last_error if h else "") or inst.error,
-                "last_reject_reason": h.last_reject_reason if h else "",
-                "last_raw": h.last_raw.decode("latin-1") if h else "",
-                # what the driver knows beyond the counts: port settings, a hint for the technician, the
-                # instrument's last notice (battery low, busy, …), per-unit Modbus state
-                "extra": json.loads(json.dumps(h.extra, default=str)) if h else {},
-                "last_reading": None if last is None else {
-                    "ts_ns": last.ts_ns, "value": _num(last.value), "unit": last.unit,
-                    "status": last.status.value, "channel": last.channel},
-                "active_alerts": by_subject.get(name, []),
-            })
-        chars = []
-        for name, ch in self.characteristics.items():
-            s = ch.snapshot
-            last = ch.last
-            entry = {
-                "name": name, "instrument": ch.config.instrument, "unit": ch.config.unit,
-                "kind": ch.config.kind, "lsl": ch.config.lsl, "usl": ch.config.usl,
-                "nominal": ch.config.nominal,
-                "last_value": None if last is None else _num(last.value),
-                "last_status": None if last is None else last.status.value,
-                "last_ts_ns": None if last is None else last.ts_ns,
-                "active_alerts": by_subject.get(name, []),
-            }
-            if s is not None:
-                entry.update({k: _num(getattr(s, k)) for k in
-                              ("n", "n_total", "n_rejected", "mean", "std", "cp", "cpk", "ppk", "ucl", "lcl",
-                               "center", "ewma")})
-                entry["baseline_done"] = s.baseline_done
-            if ch.config.kind == "count":
-                entry["idle_for"] = ch.idle_for
-            chars.append(entry)
-        spool = dict(self.spool.stats()) if self.spool is not None else {}
-        if self.spool is not None:
-            spool["backlog"] = self.spool.backlog()
-        spool["path"] = str(self.spool_path)
-        spool["dropped_reported"] = self.health.dropped_total if self.spool is not None else 0
-        if self.publisher is not None:
-            broker = dict(self.publisher.stats())
-            broker["enabled"] = True
-        else:
-            broker = {"enabled": False, "connected": False,
-                      "last_error": "" if self.publish else "spool-only: no broker configured for this run"}
-        broker["url"] = safe_url(self.config.mqtt.url)
-        ident = self.config.gateway
-        return json_ready({
-            "gateway": {"site": ident.site, "line": ident.line, "id": ident.id, "version": edge.__version__,
-                        "started_ns": self.started_ns, "uptime_s": now - self.started_mono,
-                        "last_seq": self._last_seq(), "readings": self.readings_total,
-                        "restored": self.restored, "topic_base": self.topics.base},
-            "instruments": instruments,
-            "characteristics": chars,
-            "alerts": [{"subject": a.subject, "kind": a.kind, "severity": str(a.severity.value),
-                        "since_ns": a.ts_ns, "value": _num(a.value), "limit": _num(a.limit),
-                        "message": a.message} for a in active],
-            "spool": spool,
-            "broker": broker,
-        })
-
-    def _last_seq(self) -> int | None:
-        return self.spool.last_seq if self.spool is not None else None
+        return status_document(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -434,7 +238,10 @@ class Gateway:
         self.spool, self.alerts = spool, alerts
         self.health = HealthChecks(cfg, spool=spool, alerts=alerts, outbox=self.outbox, clock=self.clock,
                                    events=self.events, offline_after=self.offline_after)
-        self._restore_state(alerts, self.outbox)
+        self.state_store = StateStore(self.state_path, interval=self.state_interval, clock=self.clock,
+                                      events=self.events, characteristics=self.characteristics, alerts=alerts,
+                                      outbox=self.outbox, instruments=self.supervisor)
+        self.restored = bool(self.state_store.restore())
 
     def close(self) -> None:
         """Flush and close the spool (the counterpart of :meth:`open` when not using ``run``)."""
@@ -575,12 +382,6 @@ class Gateway:
             except Exception as exc:  # reported; the records committed before are safe in the file
                 self.events.error("spool_close_failed", error=f"{type(exc).__name__}: {exc}")
             self.events.info("gateway_stopped", readings=self.readings_total, backlog=backlog)
-
-
-def _num(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
 
 
 def run_gateway(config: GatewayConfig, **kwargs: Any) -> int:
