@@ -82,10 +82,10 @@ async def test_fails_twice_then_succeeds_is_delivered_once() -> None:
 async def test_permanently_down_counts_failures_and_never_blocks() -> None:
     url = f"http://127.0.0.1:{free_port()}/hooks/T0/SECRET-TOKEN"  # nothing listens there
     async with WebhookSender(url, max_queue=10, max_attempts=3, **FAST) as hook:
-        start = time.perf_counter()
         kept = [hook.send_alert(alert(i)) for i in range(1000)]
-        elapsed = time.perf_counter() - start
-        assert elapsed < 0.5, f"submitting 1000 events took {elapsed:.3f} s: the pipeline would wait"
+        # Submitting never waits for delivery: all 1000 were taken or dropped before the sender made its
+        # first attempt (send_alert does not yield to the event loop, whatever the machine's speed).
+        assert hook.stats()["attempts"] == 0
         assert kept.count(False) == hook.dropped >= 990 - 1
         await wait_for(lambda: hook.failed >= 2)
         error = hook.last_error
