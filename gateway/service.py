@@ -5,60 +5,60 @@ driver is I/O-bound, and a single loop lets the whole path run without locks —
 reading, enters the statistics of its characteristic, fires rules and is queued for the spool in one
 synchronous step (:meth:`Gateway.ingest`).
 
-Everything that leaves the gateway goes through the spool (``floorwatch.edge.spool``) in sequence order: readings are
-collected into ``readings`` batches of at most ``mqtt.max_batch`` rows. Numbers are issued when records are
-queued — the readings batch first, then the snapshots, alerts and events that happened meanwhile — so the
-spool holds records in the order of their numbers, and alerts do not cut the readings into small messages. The spool is written to disk every ``spool.flush_interval`` seconds (one transaction — an SD
-card is not written per reading); the MQTT publisher (``floorwatch.edge.mqtt``) drains it and deletes what the broker
-acknowledged.
+:class:`Gateway` wires the parts and runs their lifecycle; each part has one job:
 
-Statistics and alert state are written next to the spool (``<spool>.state.json``, atomic replace) every
-``state_interval`` seconds when something changed and at a clean stop, and restored on start, so that a
-restart — even a SIGKILL — does not forget the process: control limits learned from the baseline, the
-rolling window, the CUSUM and EWMA, the alerts that are raised, how long a line has been idle. The same file
-carries each driver's own state (``Driver.state``/``restore``: the Modbus production counts), handed back to
-the next run's driver before it starts, so the buyer's parts count goes on instead of restarting at 0.
-While running, the disk writes (state file with its fsync, spool commit) happen in a worker thread
-(:meth:`Gateway.flush_async`): a slow SD card does not hold up the event loop.
+- ``instruments.py`` — starts, restarts and stops the drivers (and simulators), and carries each driver's
+  own state across a restart;
+- ``routing.py`` — which characteristic a measurement feeds (instrument, channel);
+- ``characteristic.py`` — one characteristic: reading in its unit → statistics → signals → alerts and
+  snapshots (Cpk, line stopped);
+- ``outbox.py`` — numbers every record and queues it in the spool (``floorwatch.edge.spool``) in the order of
+  its numbers: readings in batches of at most ``mqtt.max_batch``, then what happened meanwhile;
+- ``health.py`` — instruments online/offline, spool events and backlog, the broker connection → status events,
+  log lines and alerts;
+- ``state_store.py`` — ``<spool>.state.json``: what survives a restart (statistics, alerts, driver state);
+- ``status_document.py`` — the JSON that ``floorwatch status``, ``/api/status`` and the page read;
+- ``events.py`` (the ``key=value`` log) and ``systemd.py`` (READY, WATCHDOG, STOPPING).
 
-Logs are one line per event in ``key=value`` form on stderr (journald adds its own timestamp); a repeated
-event (same name and subject) is printed at most once a minute with a count of what was held back.
-Secrets are never logged: the broker URL is shown without user information and passwords never appear.
+The main loop writes the spool every ``spool.flush_interval`` seconds (one transaction — an SD card is not
+written per reading; the MQTT publisher ``floorwatch.edge.mqtt`` drains it) and runs the checks every quarter
+second. While running, the disk writes (the state file with its fsync, the spool commit) happen in a worker
+thread (:meth:`Gateway.flush_async`): a slow SD card does not hold up the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from floorwatch import edge
 from floorwatch.edge.alerts import AlertTracker
 from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
 from floorwatch.edge.config import GatewayConfig
-from floorwatch.edge.model import (
-    Measurement,
-)
+from floorwatch.edge.model import Measurement
 from floorwatch.edge.spool import Spool
 from floorwatch.edge.topics import Topics
+from floorwatch.edge.webhook import WebhookSender
 from floorwatch.gateway.characteristic import Characteristic
 from floorwatch.gateway.events import EventLog, safe_url
 from floorwatch.gateway.health import HealthChecks
 from floorwatch.gateway.instruments import InstrumentState, InstrumentSupervisor
 from floorwatch.gateway.outbox import Listener, Outbox
+from floorwatch.gateway.routing import Routes
 from floorwatch.gateway.state_store import StateStore
 from floorwatch.gateway.status_document import status_document
 from floorwatch.gateway.systemd import SystemdNotify
 
-log = logging.getLogger("floorwatch")
+if TYPE_CHECKING:
+    from floorwatch.edge.mqtt import MqttPublisher
+    from floorwatch.gateway.web import StatusServer
 
-MAX_UNROUTED = 1000  # distinct unrouted (instrument, channel) pairs counted; bounded against odd channel names
-
-
-# ------------------------------------------------------------------------------------------- gateway
+T = TypeVar("T")
 
 
 class Gateway:
@@ -66,7 +66,14 @@ class Gateway:
 
     ``publish=False`` runs spool-only (the demo without a broker). ``listeners`` are called with
     ``(kind, record)`` for every reading batch, snapshot, alert and event queued — the demo's live view.
+    Tests and the benchmark call :meth:`open`, feed :meth:`ingest`, call :meth:`tick` and :meth:`flush`,
+    and :meth:`close`.
     """
+
+    # built by open(): the parts that need the open spool and the alert tracker
+    outbox: Outbox
+    health: HealthChecks
+    state_store: StateStore
 
     def __init__(
         self,
@@ -86,13 +93,13 @@ class Gateway:
         self.clock = clock
         self.events = events or EventLog(level=config.gateway.log_level)
         self.publish = publish
-        self.stats_interval = stats_interval
-        self.drain_timeout = drain_timeout
+        self.stats_interval = stats_interval  # seconds between two snapshots of a characteristic
+        self.drain_timeout = drain_timeout  # seconds the broker is given at a stop to take what is spooled
         # False: the caller feeds measurements to ingest() itself (benchmark, replay of recorded frames)
         self.start_instruments = start_instruments
         # statistics state is saved at most this often (and on a clean stop): see flush()
         self.state_interval = max(state_interval, config.spool.flush_interval)
-        # an instrument that has not been connected for this long is reported offline
+        # an instrument that has not been connected for this long is reported offline (default: per instrument)
         self.offline_after = offline_after
         ident = config.gateway
         self.topics = Topics(config.mqtt.topic_prefix, ident.site, ident.line, ident.id)
@@ -100,62 +107,51 @@ class Gateway:
         self.state_path = self.spool_path.with_name(self.spool_path.name + ".state.json")
         self.client_id = config.mqtt.client_id or f"floorwatch-{ident.site}-{ident.line}-{ident.id}"
         self.listeners: list[Listener] = []
-        self.spool: Spool | None = None
-        self.publisher: Any = None
-        self.alerts: AlertTracker | None = None
-        self.webhook: Any = None
-        self.web: Any = None
+        self.spool: Spool | None = None  # set by open()
+        self.alerts: AlertTracker | None = None  # set by open()
+        self.publisher: MqttPublisher | None = None  # while run() publishes
+        self.webhook: WebhookSender | None = None  # while run() posts alerts to alerts.webhook_url
+        self.web: StatusServer | None = None  # while run() serves the local page
         self.characteristics: dict[str, Characteristic] = {}
-        self.supervisor = InstrumentSupervisor(config.instruments, clock=clock, events=self.events, ingest=self.ingest,
-                                               stop_timeout=stop_timeout)
-        self._routes: dict[tuple[str, str], Characteristic] = {}
-        self._unrouted: dict[tuple[str, str], int] = {}
+        self.routes = Routes(self.events)
+        self.supervisor = InstrumentSupervisor(config.instruments, clock=clock, events=self.events,
+                                               ingest=self.ingest, stop_timeout=stop_timeout)
         self.started_ns = 0
         self.started_mono = 0.0
-        self.restored = False
+        self.restored = False  # statistics of a previous run were restored
         self.readings_total = 0
         self._last_snapshot_round = 0.0
         self._notify = SystemdNotify()
-        self._stopping = False
         self.ready = False  # True once run() has started everything (READY=1 sent)
-
-    # ------------------------------------------------------------------ set-up
-
-    def _build_characteristics(self, alerts: AlertTracker, outbox: Outbox) -> None:
-        for cfg in self.config.characteristics:
-            ch = Characteristic(cfg, clock=self.clock, events=self.events, alerts=alerts, outbox=outbox,
-                                rule_clear_after=self.config.alerts.rule_clear_after)
-            self.characteristics[cfg.name] = ch
-            self._routes[(cfg.instrument, cfg.channel)] = ch
 
     @property
     def instruments(self) -> dict[str, InstrumentState]:
         """Every configured instrument, once :meth:`run` took them on."""
         return self.supervisor.instruments
 
+    @property
+    def _open_spool(self) -> Spool:
+        if self.spool is None:
+            raise RuntimeError("the gateway is not open: call open() (or run()) first")
+        return self.spool
+
     # ------------------------------------------------------------------ the hot path
 
     def ingest(self, m: Measurement) -> None:
         """One measurement from a driver: queue it as a reading, update statistics, rules and alerts."""
-        ch = self._routes.get((m.instrument, m.channel))
         inst = self.instruments.get(m.instrument)
         if inst is not None:
             inst.last = m
-        if ch is None:
-            key = (m.instrument, m.channel)
-            if key in self._unrouted or len(self._unrouted) < MAX_UNROUTED:
-                self._unrouted[key] = self._unrouted.get(key, 0) + 1
-            self.events.debug("measurement_unrouted", instrument=m.instrument, channel=m.channel,
-                              fix="add a characteristic with this instrument and channel to use it")
-            return
-        ch.take(m)
-        self.readings_total += 1
+        ch = self.routes.find(m)
+        if ch is not None:
+            ch.take(m)
+            self.readings_total += 1
 
     def status_event(self, subject: str, state: str, message: str = "", detail: dict[str, Any] | None = None) -> None:
         """Queue a status event (``events/<subject>``), numbered with the next batch."""
         self.outbox.event(subject, state, message, detail)
 
-    # ------------------------------------------------------------------ periodic checks
+    # ------------------------------------------------------------------ periodic work
 
     def tick(self) -> None:
         """Periodic work: instrument health, line stopped, snapshots due, spool events and backlog."""
@@ -188,7 +184,7 @@ class Gateway:
                 self.save_state()
             except Exception as exc:  # the spool is written all the same
                 self.events.error("state_not_saved", path=str(self.state_path), error=f"{type(exc).__name__}: {exc}")
-        self.spool.flush()
+        self._open_spool.flush()
 
     async def flush_async(self) -> None:
         """:meth:`flush` for the running loop: the figures are taken on the loop, the disk writes (the state
@@ -201,7 +197,7 @@ class Gateway:
                 await self.state_store.save_async(self._changes())
             except Exception as exc:  # the spool is written all the same
                 self.events.error("state_not_saved", path=str(self.state_path), error=f"{type(exc).__name__}: {exc}")
-        await asyncio.to_thread(self.spool.flush)
+        await asyncio.to_thread(self._open_spool.flush)
 
     def save_state(self) -> None:
         """Statistics, alert and instrument state to ``<spool>.state.json`` now (atomic replace)."""
@@ -211,8 +207,6 @@ class Gateway:
         """Grows whenever something the state file holds may have changed: readings taken, alerts raised or
         cleared (both only ever grow)."""
         return self.readings_total + self.outbox.alert_changes
-
-    # ------------------------------------------------------------------ status
 
     def status(self) -> dict[str, Any]:
         """Everything ``floorwatch status`` and the local web page show (JSON-ready; NaN -> None)."""
@@ -234,13 +228,17 @@ class Gateway:
         alerts = AlertTracker(cfg.alerts)
         self.outbox = Outbox(spool, self.topics, max_batch=cfg.mqtt.max_batch, clock=self.clock, events=self.events,
                              listeners=self.listeners)
-        self._build_characteristics(alerts, self.outbox)
-        self.spool, self.alerts = spool, alerts
+        for ch_cfg in cfg.characteristics:
+            ch = Characteristic(ch_cfg, clock=self.clock, events=self.events, alerts=alerts, outbox=self.outbox,
+                                rule_clear_after=cfg.alerts.rule_clear_after)
+            self.characteristics[ch_cfg.name] = ch
+            self.routes.add(ch)
         self.health = HealthChecks(cfg, spool=spool, alerts=alerts, outbox=self.outbox, clock=self.clock,
                                    events=self.events, offline_after=self.offline_after)
         self.state_store = StateStore(self.state_path, interval=self.state_interval, clock=self.clock,
                                       events=self.events, characteristics=self.characteristics, alerts=alerts,
                                       outbox=self.outbox, instruments=self.supervisor)
+        self.spool, self.alerts = spool, alerts
         self.restored = bool(self.state_store.restore())
 
     def close(self) -> None:
@@ -251,63 +249,77 @@ class Gateway:
 
     async def run(self, stop: asyncio.Event) -> int:
         """Run until ``stop`` is set; flush, publish offline, return 0. Start-up failures return 1."""
-        cfg = self.config
         try:
             self.open()
         except Exception as exc:
             self.events.error("spool_unavailable", path=str(self.spool_path), error=f"{type(exc).__name__}: {exc}",
                               fix="check that gateway.data_dir exists and is writable by the service user")
             return 1
-        if cfg.alerts.webhook_url:
-            from floorwatch.edge.webhook import WebhookSender
+        # Every part started is stopped on the way out, in the reverse order: drivers first (nothing new comes
+        # in), then the last snapshots and the state are written, the web page stops, the broker takes what it
+        # can and hears "offline", the webhook sends what it holds, and the spool closes last.
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(self._close_spool)
+            try:
+                await self._start(stack)
+                await self._main_loop(stop)
+            finally:
+                self._notify.notify("STOPPING=1")
+                self.events.info("gateway_stopping")
+        return 0
 
-            self.webhook = WebhookSender.from_config(cfg.alerts)
-            await self.webhook.__aenter__()
-            self.outbox.webhook = self.webhook
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        """Start the webhook, the publisher, the web page and the instruments, each with its stop on ``stack``;
+        then tell systemd the gateway is ready."""
+        cfg = self.config
+        sender = WebhookSender.from_config(cfg.alerts)  # None without alerts.webhook_url
+        if sender is not None:
+            self.webhook = await stack.enter_async_context(self._stopped_or_reported(sender, "webhook_not_stopped"))
+            self.outbox.webhook = sender
         self.events.info("gateway_starting", gateway=f"{cfg.gateway.site}/{cfg.gateway.line}/{cfg.gateway.id}",
                          version=edge.__version__, spool=str(self.spool_path),
                          broker=safe_url(cfg.mqtt.url) if self.publish else "none (spool-only)")
-        tasks: list[asyncio.Task] = []
-        publisher_cm = None
+        if self.publish:
+            from floorwatch.edge.mqtt import MqttPublisher
+
+            publisher = MqttPublisher(cfg.mqtt, self.topics, self._open_spool, client_id=self.client_id,
+                                      clock=self.clock)
+            # leaving it publishes the retained "offline" and disconnects cleanly
+            self.publisher = await stack.enter_async_context(
+                self._stopped_or_reported(publisher, "broker_disconnect_failed"))
+            await stack.enter_async_context(_task(publisher.run(), name="mqtt"))
+            stack.push_async_callback(self._drain, publisher)
+        if cfg.web.enabled:
+            await self._start_web(stack)
+        stack.callback(self._final_flush)
+        stack.push_async_callback(self.supervisor.stop)
+        await self.supervisor.start_all(run_drivers=self.start_instruments)
+        self.status_event("gateway", "started", f"floorwatch {edge.__version__} started",
+                          {"restored": self.restored, "instruments": len(cfg.instruments)})
         try:
-            if self.publish:
-                from floorwatch.edge.mqtt import MqttPublisher
+            await self.flush_async()
+        except Exception as exc:  # a full disk at start is reported like any other flush, not a crash
+            self.events.error("flush_failed", error=f"{type(exc).__name__}: {exc}")
+        self.ready = True
+        self._notify.notify("READY=1")
+        self._notify.notify(f"STATUS=running: {len(cfg.instruments)} instruments")
+        self.events.info("gateway_ready", instruments=len(cfg.instruments), characteristics=len(cfg.characteristics),
+                         web=f"http://{self.web.address}" if self.web is not None else "off")
 
-                publisher_cm = MqttPublisher(cfg.mqtt, self.topics, self.spool, client_id=self.client_id,
-                                             clock=self.clock)
-                self.publisher = await publisher_cm.__aenter__()
-                tasks.append(asyncio.create_task(self._publish_loop(), name="mqtt"))
-            if cfg.web.enabled:
-                from floorwatch.gateway.web import StatusServer
+    async def _start_web(self, stack: contextlib.AsyncExitStack) -> None:
+        """The local page; a port taken by another program is reported and the gateway runs without it."""
+        from floorwatch.gateway.web import StatusServer
 
-                self.web = StatusServer(self, cfg.web.bind, events=self.events)
-                try:
-                    await self.web.start()
-                except OSError as exc:
-                    self.events.error("web_unavailable", bind=cfg.web.bind, error=str(exc),
-                                      fix="another program uses this port; change [web] bind")
-                    self.web = None
-            await self.supervisor.start_all(run_drivers=self.start_instruments)
-            self.status_event("gateway", "started", f"floorwatch {edge.__version__} started",
-                              {"restored": self.restored, "instruments": len(cfg.instruments)})
-            try:
-                await self.flush_async()
-            except Exception as exc:  # a full disk at start is reported like any other flush, not a crash
-                self.events.error("flush_failed", error=f"{type(exc).__name__}: {exc}")
-            self.ready = True
-            self._notify.notify("READY=1")
-            self._notify.notify(f"STATUS=running: {len(cfg.instruments)} instruments")
-            self.events.info("gateway_ready", instruments=len(cfg.instruments),
-                             characteristics=len(cfg.characteristics),
-                             web=f"http://{self.web.address}" if self.web is not None else "off")
-            await self._main_loop(stop)
-        finally:
-            await self._shutdown(tasks, publisher_cm)
-        return 0
-
-    async def _publish_loop(self) -> None:
-        assert self.publisher is not None
-        await self.publisher.run()
+        bind = self.config.web.bind
+        web = StatusServer(self, bind, events=self.events)
+        try:
+            await web.start()
+        except OSError as exc:
+            self.events.error("web_unavailable", bind=bind, error=str(exc),
+                              fix="another program uses this port; change [web] bind")
+            return
+        self.web = web
+        stack.push_async_callback(self._stop_web, web)
 
     async def _main_loop(self, stop: asyncio.Event) -> None:
         """Periodic work on fixed deadlines: the spool flush every ``flush_interval`` (it bounds the latency
@@ -340,48 +352,64 @@ class Gateway:
             if self.publisher is not None:
                 self.health.broker(self.publisher)
 
-    async def _shutdown(self, tasks: list[asyncio.Task], publisher_cm: Any) -> None:
-        self._stopping = True
-        self._notify.notify("STOPPING=1")
-        self.events.info("gateway_stopping")
-        await self.supervisor.stop()
-        if self.spool is not None and self.alerts is not None:
-            try:
-                for ch in self.characteristics.values():
-                    ch.snapshot_if_new()
-                self.status_event("gateway", "stopping", "clean shutdown", {"readings": self.readings_total})
-                self.flush(save_state=True)
-            except Exception as exc:
-                self.events.error("final_flush_failed", error=f"{type(exc).__name__}: {exc}")
-        if self.publisher is not None and self.publisher.connected:
-            # what the broker can take in a moment goes now; the rest waits in the spool for the next start
+    # ------------------------------------------------------------------ stopping (called by run's exit stack)
+
+    def _final_flush(self) -> None:
+        """Once the drivers stopped: the last snapshots and a 'stopping' event queued, spool and state written."""
+        try:
+            for ch in self.characteristics.values():
+                ch.snapshot_if_new()
+            self.status_event("gateway", "stopping", "clean shutdown", {"readings": self.readings_total})
+            self.flush(save_state=True)
+        except Exception as exc:
+            self.events.error("final_flush_failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def _drain(self, publisher: MqttPublisher) -> None:
+        """What the broker can take in a moment goes now; the rest waits in the spool for the next start."""
+        if publisher.connected:
             with contextlib.suppress(Exception):
-                await self.publisher.wait_drained(self.drain_timeout)
-        if publisher_cm is not None:
-            try:  # cancels the publisher's run(), publishes the retained "offline", disconnects cleanly
-                await publisher_cm.__aexit__(None, None, None)
-            except Exception as exc:
-                self.events.warning("broker_disconnect_failed", error=f"{type(exc).__name__}: {exc}")
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        if self.web is not None:
+                await publisher.wait_drained(self.drain_timeout)
+
+    async def _stop_web(self, web: StatusServer) -> None:
+        try:
+            await web.stop()
+        except Exception as exc:
+            self.events.warning("web_not_stopped", error=f"{type(exc).__name__}: {exc}")
+
+    def _close_spool(self) -> None:
+        spool = self._open_spool
+        backlog = spool.backlog()
+        try:
+            spool.close()
+        except Exception as exc:  # reported; the records committed before are safe in the file
+            self.events.error("spool_close_failed", error=f"{type(exc).__name__}: {exc}")
+        self.events.info("gateway_stopped", readings=self.readings_total, backlog=backlog)
+
+    @contextlib.asynccontextmanager
+    async def _stopped_or_reported(self, part: AbstractAsyncContextManager[T], event: str) -> AsyncIterator[T]:
+        """Enter ``part``; a failure while leaving it is logged as ``event`` instead of raised, so that one part
+        that fails to stop does not keep the others from stopping (and the spool from being closed)."""
+        inner = contextlib.AsyncExitStack()
+        entered = await inner.enter_async_context(part)
+        try:
+            yield entered
+        finally:
             try:
-                await self.web.stop()
+                await inner.aclose()
             except Exception as exc:
-                self.events.warning("web_not_stopped", error=f"{type(exc).__name__}: {exc}")
-        if self.webhook is not None:
-            with contextlib.suppress(Exception):
-                await self.webhook.close()
-        if self.spool is not None:
-            backlog = self.spool.backlog()
-            try:
-                self.spool.close()
-            except Exception as exc:  # reported; the records committed before are safe in the file
-                self.events.error("spool_close_failed", error=f"{type(exc).__name__}: {exc}")
-            self.events.info("gateway_stopped", readings=self.readings_total, backlog=backlog)
+                self.events.warning(event, error=f"{type(exc).__name__}: {exc}")
+
+
+@contextlib.asynccontextmanager
+async def _task(coro: Coroutine[Any, Any, None], *, name: str) -> AsyncIterator[asyncio.Task[None]]:
+    """A task that lives as long as the context: cancelled and awaited when it is left."""
+    task = asyncio.create_task(coro, name=name)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 def run_gateway(config: GatewayConfig, **kwargs: Any) -> int:

@@ -242,7 +242,7 @@ def test_measurements_of_unknown_channels_are_counted_not_published(tmp_path):
     gw, _ = gateway(tmp_path, clock)
     feed(gw, clock, [21.5], instrument="counter-1", unit="degC", channel="temperature")
     assert not [obj for kind, obj, _ in spooled(gw) if kind == "readings"]
-    assert gw._unrouted == {("counter-1", "temperature"): 1}
+    assert gw.routes.unrouted == {("counter-1", "temperature"): 1}
     gw.close()
 
 
@@ -508,14 +508,14 @@ def test_a_record_that_cannot_be_encoded_keeps_its_number_and_says_why(tmp_path)
 
 
 def test_unrouted_channels_are_counted_in_bounded_memory(tmp_path):
-    from floorwatch.gateway.service import MAX_UNROUTED
+    from floorwatch.gateway.routing import MAX_UNROUTED
 
     clock = ManualClock()
     gw, _ = gateway(tmp_path, clock)
     for i in range(MAX_UNROUTED + 500):
         gw.ingest(Measurement(clock.now_ns(), "caliper-1", 1.0, "mm", Status.OK, f"garbled-{i}"))
     gw.ingest(Measurement(clock.now_ns(), "caliper-1", 1.0, "mm", Status.OK, "garbled-1"))
-    assert len(gw._unrouted) == MAX_UNROUTED and gw._unrouted[("caliper-1", "garbled-1")] == 2
+    assert len(gw.routes.unrouted) == MAX_UNROUTED and gw.routes.unrouted[("caliper-1", "garbled-1")] == 2
     gw.close()
 
 
