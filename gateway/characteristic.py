@@ -21,10 +21,10 @@ from floorwatch.drivers.units import convert
 from floorwatch.edge.alerts import AlertTracker
 from floorwatch.edge.clock import Clock
 from floorwatch.edge.config import CharacteristicConfig
-from floorwatch.edge.model import Measurement, Reading, Severity, StatsSnapshot, Status
+from floorwatch.edge.model import Measurement, Severity, StatsSnapshot, Status
 from floorwatch.edge.signals import alert_kinds
 from floorwatch.gateway.events import EventLog
-from floorwatch.gateway.outbox import Outbox
+from floorwatch.gateway.outbox import Outbox, PendingReading
 
 NAN = math.nan
 MIN_CPK_READINGS = 30  # readings in the window before Cpk is judged against min_cpk
@@ -101,7 +101,7 @@ class Characteristic:
         self.rule_clear_after = rule_clear_after
         self.stats: Stats | None = None if config.kind == "count" else RollingStats.from_config(config)
         self.checks = alert_checks(config)
-        self.last: Reading | None = None  # the latest reading (not numbered: seq 0)
+        self.last: PendingReading | None = None  # the latest reading
         self.snapshot: StatsSnapshot | None = None  # the latest snapshot published
         self.new_since_snapshot = 0
         self.snapshot_due = False  # an alert asked for a snapshot within SNAPSHOT_GAP of the last one
@@ -133,7 +133,7 @@ class Characteristic:
         if not math.isfinite(value) and status is Status.OK:
             status = Status.ERROR
         # numbered when its batch is queued (Outbox.emit): the spool then holds numbers in order
-        reading = Reading(m.ts_ns, 0, m.instrument, cfg.name, value, unit, status)
+        reading = PendingReading(m.ts_ns, m.instrument, cfg.name, value, unit, status)
         self.last = reading
         self.new_since_snapshot += 1
         self.outbox.reading(reading)

@@ -18,12 +18,22 @@ import dataclasses
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from floorwatch.edge.alerts import AlertTransition
 from floorwatch.edge.clock import Clock
-from floorwatch.edge.model import Alert, AlertState, Reading, StatsSnapshot, StatusEvent, dumps, encode_batch
+from floorwatch.edge.model import (
+    Alert,
+    AlertState,
+    Reading,
+    StatsSnapshot,
+    Status,
+    StatusEvent,
+    dumps,
+    encode_batch,
+)
 from floorwatch.edge.topics import Topics
 from floorwatch.gateway.events import EventLog
 
@@ -37,6 +47,21 @@ Published = list[Reading] | StatsSnapshot | Alert | StatusEvent
 Listener = Callable[[RecordKind, Published], None]
 # A record waiting for its number: a snapshot or event with seq 0, or an alert transition (numbered as an Alert)
 Unnumbered = StatsSnapshot | StatusEvent | AlertTransition
+
+
+# Not frozen, unlike the records it becomes: one is made per reading on the hot path, and a frozen dataclass's
+# __init__ (object.__setattr__ per field) costs about 2 µs more per reading, a sixth of the gateway's budget.
+# Nothing changes it once made.
+@dataclass(slots=True)
+class PendingReading:
+    """A reading queued before the outbox gives it its number (it becomes a ``Reading`` then)."""
+
+    ts_ns: int
+    instrument: str
+    characteristic: str
+    value: float
+    unit: str
+    status: Status
 
 
 def json_ready(obj: Any) -> Any:
@@ -76,12 +101,12 @@ class Outbox:
         self.listeners = listeners
         self.webhook: WebhookSender | None = None  # set while the alert webhook runs
         self.alert_changes = 0  # alerts raised or cleared since start (the state file then changed)
-        self._batch: list[Reading] = []  # not numbered yet (seq 0)
+        self._batch: list[PendingReading] = []
         self._others: list[tuple[str, Unnumbered]] = []  # (topic, record) waiting for their numbers
 
     # --- queueing ---------------------------------------------------------------------------------------
 
-    def reading(self, reading: Reading) -> None:
+    def reading(self, reading: PendingReading) -> None:
         """Queue one reading (numbered with its batch); a full batch is queued at once."""
         batch = self._batch
         batch.append(reading)

@@ -139,7 +139,7 @@ class Gateway:
 
     def ingest(self, m: Measurement) -> None:
         """One measurement from a driver: queue it as a reading, update statistics, rules and alerts."""
-        inst = self.instruments.get(m.instrument)
+        inst = self.supervisor.instruments.get(m.instrument)
         if inst is not None:
             inst.last = m
         ch = self.routes.find(m)
