@@ -112,17 +112,17 @@ class EventLog:
             parts.append(f"repeated={repeated}")
         self._write(" ".join(parts))
 
-    def debug(self, name: str, **fields: object) -> None:
-        self.event("debug", name, **fields)
+    def debug(self, name: str, *, key: str = "", **fields: object) -> None:
+        self.event("debug", name, key=key, **fields)
 
-    def info(self, name: str, **fields: object) -> None:
-        self.event("info", name, **fields)
+    def info(self, name: str, *, key: str = "", **fields: object) -> None:
+        self.event("info", name, key=key, **fields)
 
-    def warning(self, name: str, **fields: object) -> None:
-        self.event("warning", name, **fields)
+    def warning(self, name: str, *, key: str = "", **fields: object) -> None:
+        self.event("warning", name, key=key, **fields)
 
-    def error(self, name: str, **fields: object) -> None:
-        self.event("error", name, **fields)
+    def error(self, name: str, *, key: str = "", **fields: object) -> None:
+        self.event("error", name, key=key, **fields)
 
     def attach(self, *loggers: str) -> None:
         """Route the library loggers (``floorwatch.edge.mqtt``, ``floorwatch.edge.spool``, ``drivers.*``, paho) through this log,
