@@ -684,3 +684,68 @@ def test_event_log_gives_the_library_loggers_back():
     assert "while attached" in out.getvalue() and logger.propagate is False
     log.detach()
     assert (list(logger.handlers), logger.level, logger.propagate) == before
+
+
+async def test_a_part_that_fails_to_stop_is_reported_and_the_others_still_stop(tmp_path, monkeypatch):
+    """run() stops its parts from one exit stack: a broker connection that fails to close is reported, and
+    the drivers, the state file and the spool are still stopped, written and closed (exit 0)."""
+    import asyncio
+
+    from floorwatch.edge.mqtt import MqttPublisher
+
+    async def broken_exit(self, *exc):
+        raise RuntimeError("socket already gone")
+
+    monkeypatch.setattr(MqttPublisher, "__aexit__", broken_exit)
+    cfg = make_config(tmp_path, mqtt={"url": f"mqtt://127.0.0.1:{free_port()}", "max_batch": 50})  # nobody there
+    out = io.StringIO()
+    gw = Gateway(parse_config(cfg), events=EventLog(stream=out, timestamps=False), start_instruments=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gw.run(stop))
+    while not gw.ready:
+        await asyncio.sleep(0.01)
+    gw.ingest(Measurement(gw.clock.now_ns(), "caliper-1", 12.0, "mm"))
+    stop.set()
+    assert await asyncio.wait_for(task, 10) == 0
+    log = out.getvalue()
+    assert "event=broker_disconnect_failed" in log and "socket already gone" in log
+    assert log.index("event=broker_disconnect_failed") < log.index("event=gateway_stopped")
+    assert json.loads(gw.state_path.read_text())["characteristics"]["bore"]["stats"] is not None
+
+
+async def test_a_failing_driver_is_restarted_after_a_growing_pause(tmp_path):
+    """A driver bug never takes the gateway down: the driver is restarted, 1 s after the first failure and
+    twice as long after each further one (floorwatch.edge.backoff.Backoff)."""
+    import asyncio
+
+    from floorwatch.drivers.base import Driver
+
+    class Flaky(Driver):
+        runs = 0
+
+        async def run(self, emit):
+            Flaky.runs += 1
+            if Flaky.runs <= 2:
+                raise OSError(f"port vanished ({Flaky.runs})")
+            await asyncio.Event().wait()
+
+    out = io.StringIO()  # window=0: every failure printed, none held back as a repeat
+    gw = Gateway(parse_config(make_config(tmp_path)), events=EventLog(stream=out, timestamps=False, window=0),
+                 publish=False, start_instruments=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(gw.run(stop))
+    while not gw.ready:
+        await asyncio.sleep(0.01)
+    inst = gw.instruments["caliper-1"]
+    inst.driver = Flaky(inst.config, None)
+    inst.task = asyncio.create_task(gw.supervisor.drive(inst), name="driver:caliper-1")
+    for _ in range(100):
+        if Flaky.runs == 3:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    assert await asyncio.wait_for(task, 10) == 0
+    failures = [line for line in out.getvalue().splitlines() if "event=driver_failed" in line]
+    assert Flaky.runs == 3 and len(failures) == 2
+    assert "restart_in=1 " in failures[0] + " " and "restart_in=2 " in failures[1] + " "
+    assert "port vanished (2)" in inst.error
