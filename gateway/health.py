@@ -19,6 +19,7 @@ from floorwatch.edge.alerts import AlertTracker
 from floorwatch.edge.clock import Clock
 from floorwatch.edge.config import GatewayConfig
 from floorwatch.edge.model import Severity
+from floorwatch.edge.spool.events import SpoolDropped
 from floorwatch.gateway.events import EventLog, safe_url
 from floorwatch.gateway.instruments import InstrumentState
 from floorwatch.gateway.outbox import Outbox
@@ -77,27 +78,13 @@ class HealthChecks:
 
     def spool_events(self) -> None:
         """What the spool reported since the last call, as events on ``events/spool`` and log lines."""
-        for kind, detail in self.spool.drain_events():
-            if kind == "dropped":
-                self.dropped_total += int(detail.get("count", 0))
-                self.outbox.event("spool", "dropped",
-                                  f"{detail.get('reason') or 'disk budget full'}: dropped {detail.get('records')} "
-                                  f"record(s) carrying {detail.get('count')} numbered item(s) "
-                                  f"(seq {detail.get('first_seq')}..{detail.get('last_seq')})", dict(detail))
-                self.events.error("spool_dropped", **{k: v for k, v in detail.items()},
-                                  fix="raise spool.max_bytes or restore the broker connection")
-            elif kind == "corrupt":
-                self.outbox.event("spool", "corrupt", "spool file was corrupt; moved aside, a new one started",
-                                  {k: str(v) for k, v in detail.items()})
-                self.events.error("spool_corrupt", **{k: str(v) for k, v in detail.items()})
-            elif kind == "sequence_skipped":
-                self.outbox.event("spool", kind,
-                                  f"sequence numbers {detail.get('first_seq')}..{detail.get('last_seq')} were never "
-                                  f"used ({detail.get('reason', 'unclean stop')}): a gap downstream, explained",
-                                  {k: v for k, v in detail.items()})
-                self.events.warning("sequence_skipped", **{k: v for k, v in detail.items()})
-            else:
-                self.outbox.event("spool", kind, "", {k: v for k, v in detail.items()})
+        for event in self.spool.drain_events():
+            if isinstance(event, SpoolDropped):
+                self.dropped_total += event.count
+            detail = event.detail()
+            self.outbox.event("spool", event.kind, event.message, detail)
+            log = self.events.error if event.log_level == "error" else self.events.warning
+            log(event.log_name, **detail, **({"fix": event.fix} if event.fix else {}))
 
     def spool_backlog(self) -> None:
         """``spool_backlog`` raised while more than ``spool.backlog_alert`` records wait for the broker."""

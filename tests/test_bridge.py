@@ -27,6 +27,7 @@ from floorwatch.edge.model import (
     encode_batch,
 )
 from floorwatch.edge.topics import Topics
+from harness._util import spool_reports
 
 T0 = 1_700_000_000_000_000_000
 TOPICS = Topics("floorwatch/v1", "dongguan-2", "line-3", "gw-01")
@@ -310,7 +311,7 @@ def test_numbers_the_gateway_skipped_are_an_explained_gap(mosquitto, victoria, p
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     with Spool(path, max_bytes=1 << 20, seq_reserve=50) as spool:
-        [(kind, detail)] = spool.drain_events()
+        [(kind, detail)] = spool_reports(spool)
         resumed = spool.issue(10)
     # a new file does not know which numbers the lost one used: everything up to the reservation
     assert kind == "sequence_skipped" and (detail["first_seq"], detail["last_seq"]) == (1, 60) and resumed == 61

@@ -31,7 +31,7 @@ from floorwatch.edge.model import Reading, decode_batch, encode_batch
 from floorwatch.edge.mqtt import MqttPublisher
 from floorwatch.edge.spool import Spool
 from floorwatch.edge.topics import Topics
-from harness._util import free_port, require_binary
+from harness._util import free_port, require_binary, spool_reports
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024**2
@@ -193,7 +193,7 @@ async def test_budget_exceeded_during_outage_drops_oldest_and_says_so(mosquitto_
             for _ in range(60):
                 add_batch(spool, 200)
                 spool.flush()
-            dropped = [d for kind, d in spool.drain_events() if kind == "dropped"]
+            dropped = [d for kind, d in spool_reports(spool) if kind == "dropped"]
             assert dropped and not pub.connected
             await asyncio.to_thread(mosquitto.start)
             assert await pub.wait_drained(15), pub.stats()
@@ -539,7 +539,7 @@ async def test_a_record_larger_than_the_broker_accepts_is_dropped_and_reported(m
             assert await pub.wait_drained(5), pub.stats()
             assert pub.reconnects == 0
             assert "maximum packet size" in pub.last_error and "mqtt.max_batch" in pub.last_error
-        [(kind, detail)] = spool.drain_events()
+        [(kind, detail)] = spool_reports(spool)
         assert kind == "dropped" and (detail["first_seq"], detail["last_seq"], detail["count"]) == (11, 1010, 1000)
         assert "maximum packet size (20000 bytes)" in detail["reason"]
         assert spool.stats()["dropped_count"] == 1000

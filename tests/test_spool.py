@@ -22,6 +22,7 @@ import pytest
 import floorwatch.edge.spool.database as spool_database
 from floorwatch.edge.model import Reading, encode_batch
 from floorwatch.edge.spool import Spool, SpoolError
+from harness._util import spool_reports
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024**2
@@ -97,7 +98,7 @@ def test_disk_budget_drops_oldest_counts_and_reports(tmp_path: Path) -> None:
         for _ in range(60):  # 60 messages of 200 readings (~11 KB each): more than the budget
             add_batch(spool, 200)
             spool.flush()
-        events = spool.drain_events()
+        events = spool_reports(spool)
         drops = [d for kind, d in events if kind == "dropped"]
         assert drops, f"no drop reported: {events}"
         stats = spool.stats()
@@ -141,7 +142,7 @@ def test_garbage_spool_file_is_moved_aside_and_numbers_are_not_reused(tmp_path: 
         spool.flush()
     path.write_bytes(b"this is not a database, the SD card ate it" * 100)
     with Spool(path, max_bytes=8 * MiB, seq_reserve=1000) as spool:
-        events = dict(spool.drain_events())
+        events = dict(spool_reports(spool))
         assert "corrupt" in events, events
         moved = Path(events["corrupt"]["moved_to"])
         assert moved.exists() and moved.read_bytes().startswith(b"this is not a database")
@@ -173,7 +174,7 @@ def test_damaged_pages_found_on_open_are_moved_aside(tmp_path: Path) -> None:
         spool.flush()
     _damage_table_pages(path)
     with Spool(path, max_bytes=64 * MiB) as spool:
-        events = dict(spool.drain_events())
+        events = dict(spool_reports(spool))
         assert "malformed" in events["corrupt"]["error"] and events["corrupt"]["lost_records"] is None
         add_batch(spool, 5)
         spool.flush()
@@ -193,7 +194,7 @@ def test_damage_found_while_running_keeps_memory_and_numbers(tmp_path: Path) -> 
         other.commit()
         other.close()
         assert spool.pending(100) == []
-        (kind, detail), = spool.drain_events()
+        (kind, detail), = spool_reports(spool)
         assert kind == "corrupt" and detail["lost_records"] == 40
         add_batch(spool, 5)  # what was still in memory goes to the new file ...
         spool.flush()
@@ -220,7 +221,7 @@ def test_unclean_stop_after_reboot_skips_to_the_reservation(tmp_path: Path, monk
     again._database.writer.close()  # died again after the flush
     boot.write_text("boot-B\n")  # power cut: the last commits may not have reached the card
     with Spool(path, max_bytes=8 * MiB, seq_reserve=500) as after_reboot:
-        (kind, detail), *_ = after_reboot.drain_events()
+        (kind, detail), *_ = spool_reports(after_reboot)
         assert kind == "sequence_skipped" and detail["first_seq"] == 22
         assert after_reboot.issue() == detail["last_seq"] + 1 > 21
 
@@ -335,6 +336,7 @@ def test_a_disk_that_refuses_writes_does_not_fill_the_memory(tmp_path: Path) -> 
         from floorwatch.edge.spool import Spool, SpoolError
         sys.path.insert(0, sys.argv[2])
         from test_spool import add_batch
+        from harness._util import spool_reports
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write beyond the limit fails with EFBIG instead
         out = {"errors": [], "buffered_bytes": []}
         with Spool(Path(sys.argv[1]), max_bytes=8 * 1024**2, max_buffer_bytes=256 * 1024) as spool:
@@ -350,7 +352,7 @@ def test_a_disk_that_refuses_writes_does_not_fill_the_memory(tmp_path: Path) -> 
                 out["buffered_bytes"].append(spool.stats()["buffered_bytes"])
             resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
             spool.flush()
-            out["events"] = spool.drain_events()
+            out["events"] = spool_reports(spool)
             out["stats"] = spool.stats()
         print(json.dumps(out))
     """)
@@ -385,6 +387,7 @@ def test_a_drop_is_counted_only_when_it_is_committed(tmp_path: Path) -> None:
         from floorwatch.edge.spool import Spool, SpoolError
         sys.path.insert(0, sys.argv[2])
         from test_spool import add_batch
+        from harness._util import spool_reports
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         path = Path(sys.argv[1])
         out = {}
@@ -400,10 +403,10 @@ def test_a_drop_is_counted_only_when_it_is_committed(tmp_path: Path) -> None:
                 spool.flush()
             except SpoolError as exc:
                 out["error"] = str(exc)
-            out["failed"] = {"events": spool.drain_events(), "dropped_count": spool.stats()["dropped_count"]}
+            out["failed"] = {"events": spool_reports(spool), "dropped_count": spool.stats()["dropped_count"]}
             resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
             spool.flush()
-            out["retried"] = {"events": spool.drain_events(), "stats": spool.stats()}
+            out["retried"] = {"events": spool_reports(spool), "stats": spool.stats()}
         print(json.dumps(out))
     """)
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "spool.sqlite"), str(ROOT / "tests")],
@@ -469,7 +472,7 @@ def test_budget_keeps_the_retained_state_copies(tmp_path: Path) -> None:
         for _ in range(60):  # well beyond the budget: the oldest data goes
             add_batch(spool, 200)
             spool.flush()
-        drops = [d for kind, d in spool.drain_events() if kind == "dropped"]
+        drops = [d for kind, d in spool_reports(spool) if kind == "dropped"]
         assert drops and drops[0]["first_seq"] == 1
         retained = [(r.topic, r.payload) for r in spool.pending(1000) if r.retain]
     assert retained == [("fw/active/bore/out_of_spec", b'{"state":"raised"}'), ("fw/active/bore/out_of_spec", b"")]

@@ -184,8 +184,9 @@ class CaseRun:
     def collect_events(self) -> None:
         if self.spool is None:
             return
-        for kind, detail in self.spool.drain_events():
-            self.outcome.events.append({"kind": kind, "detail": {k: self.relative(v) for k, v in detail.items()}})
+        for event in self.spool.drain_events():
+            self.outcome.events.append({"kind": event.kind,
+                                        "detail": {k: self.relative(v) for k, v in event.detail().items()}})
 
     def relative(self, value: Any) -> Any:
         """Paths in reports, relative to the spool's directory (the case's folder is a new one each run)."""

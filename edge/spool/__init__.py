@@ -34,7 +34,7 @@ The parts, one job each; ``Spool`` (``spool.py``) composes them and is the only 
 ``budget``    the disk budget, and the account of every drop (totals in ``meta``)
 ``buffer``    the in-memory write buffer, bounded while the disk refuses writes
 ``delivery``  handing records out, acknowledgements, releases, the listeners woken by a flush
-``events``    building the ``(kind, detail)`` reports ``drain_events()`` returns
+``events``    the typed reports ``drain_events()`` returns (dropped, corrupt, sequence skipped)
 ``records``   ``SpoolRecord``, ``SpoolError`` and the records the parts pass between them
 ============  ===========================================================================================
 
@@ -58,7 +58,8 @@ also reports ``last_seq``, ``buffered``, ``in_flight``, ``max_bytes``, ``file_by
 (1, 4)
 """
 
+from floorwatch.edge.spool.events import SequenceSkipped, SpoolCorrupt, SpoolDropped, SpoolEvent
 from floorwatch.edge.spool.records import SpoolError, SpoolRecord
 from floorwatch.edge.spool.spool import Spool
 
-__all__ = ["Spool", "SpoolError", "SpoolRecord"]
+__all__ = ["Spool", "SpoolError", "SpoolRecord", "SpoolEvent", "SpoolDropped", "SpoolCorrupt", "SequenceSkipped"]

@@ -316,8 +316,8 @@ class Spool:
         return self._delivery.backlog(buffered=len(self._buffer) + self._buffer.writing)
 
     def drain_events(self) -> list[SpoolEvent]:
-        """Take the queued reports: ``(kind, detail)`` with kind ``"dropped"``, ``"corrupt"`` or
-        ``"sequence_skipped"`` (``floorwatch.edge.spool.events`` builds them)."""
+        """Take the queued reports: ``SpoolDropped``, ``SpoolCorrupt`` or ``SequenceSkipped`` records
+        (``floorwatch.edge.spool.events``)."""
         with self._lock:
             return self._events.drain()
 

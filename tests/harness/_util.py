@@ -72,3 +72,9 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def spool_reports(spool) -> list[tuple[str, dict]]:
+    """The spool's typed reports as ``(kind, detail)`` pairs: what the gateway publishes of each on
+    ``events/spool``, so assertions read like the published events."""
+    return [(event.kind, event.detail()) for event in spool.drain_events()]
