@@ -236,18 +236,7 @@ class BrokerSettings(_Strict):
 
     def password(self) -> str | None:
         """Read the password at connect time, so that it never sits in the configuration file."""
-        if self.password_file is not None:
-            try:
-                return self.password_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"mqtt.password_file: cannot read {self.password_file}: {exc.strerror or exc}; "
-                                  "create it (one line, the password) readable by the service's user") from None
-        if self.password_env is not None:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError(f"mqtt.password_env: environment variable {self.password_env} is not set")
-            return value
-        return None
+        return read_secret("mqtt.password", self.password_file, self.password_env, "the password")
 
     def tls_context(self) -> ssl.SSLContext | None:
         """The TLS context (None for mqtt://), verifying the broker; :class:`ConfigError` naming the file that
@@ -371,24 +360,32 @@ class WebConfig(_Strict):
         return _read_token("action", self.action_token_file, self.action_token_env)
 
 
-def _read_token(kind: str, path: Path | None, env: str | None) -> str | None:
+def read_secret(key: str, path: Path | None, env: str | None, what: str) -> str | None:
+    """A secret from ``<key>_file`` (one line) or ``<key>_env``, read when it is needed so that it never sits
+    in the configuration file; None when neither is set; :class:`ConfigError` naming the key and the fix."""
     if path is not None:
-        key = f"web.{kind}_token_file"
         try:
-            value = path.read_text().strip()
+            return path.read_text().strip()
         except OSError as exc:
-            raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}; create it (one line, the "
-                              "token, e.g. from `openssl rand -hex 16`) readable by the service's user") from None
-    elif env is not None:
-        key = f"web.{kind}_token_env"
-        found = os.environ.get(env)
-        if found is None:
-            raise ConfigError(f"{key}: environment variable {env} is not set")
-        value = found.strip()
-    else:
+            raise ConfigError(f"{key}_file: cannot read {path}: {exc.strerror or exc}; create it (one line, "
+                              f"{what}) readable by the service's user") from None
+    if env is not None:
+        value = os.environ.get(env)
+        if value is None:
+            raise ConfigError(f"{key}_env: environment variable {env} is not set")
+        return value
+    return None
+
+
+def _read_token(kind: str, path: Path | None, env: str | None) -> str | None:
+    key = f"web.{kind}_token"
+    value = read_secret(key, path, env, "the token, e.g. from `openssl rand -hex 16`")
+    if value is None:
         return None
+    value = value.strip()
     if not _TOKEN.match(value):
-        raise ConfigError(f"{key}: the token must be 16 to 256 letters, digits or '._~+/=-' (no spaces); "
+        source = f"{key}_file" if path is not None else f"{key}_env"
+        raise ConfigError(f"{source}: the token must be 16 to 256 letters, digits or '._~+/=-' (no spaces); "
                           "make one with `openssl rand -hex 16`")
     return value
 
