@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from pydantic import Field, field_validator, model_validator
 
-from floorwatch.edge.config import BrokerSettings, ConfigError, StrictModel, read_toml, validate
+from floorwatch.edge.config import BrokerSettings, StrictModel, read_secret, read_toml, validate
 
 EXAMPLE = "bridge/example.toml"  # what an error about a missing file tells the user to copy
 
@@ -95,14 +95,8 @@ class BridgeInflux(StrictModel):
         return self
 
     def token(self) -> str:
-        if self.token_file is not None:
-            return _read_secret(self.token_file, "influxdb.token_file")
-        if self.token_env is not None:
-            value = os.environ.get(self.token_env)
-            if value is None:
-                raise ConfigError(f"influxdb.token_env: environment variable {self.token_env} is not set")
-            return value
-        return ""  # InfluxDB 1.x without authentication, VictoriaMetrics
+        # "": InfluxDB 1.x without authentication, VictoriaMetrics
+        return read_secret("influxdb.token", self.token_file, self.token_env, "the API token") or ""
 
 
 class BridgeSequence(StrictModel):
@@ -124,13 +118,6 @@ class BridgeConfig(StrictModel):
     mqtt: BridgeMqtt = Field(default_factory=BridgeMqtt)
     influxdb: BridgeInflux = Field(default_factory=BridgeInflux)
     sequence: BridgeSequence = Field(default_factory=BridgeSequence)
-
-
-def _read_secret(path: Path, key: str) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
 
 
 def parse_bridge_config(data: dict[str, Any], source: str = "<bridge config>") -> BridgeConfig:
