@@ -1,6 +1,10 @@
-"""Floorwatch core library: data model, configuration, statistics, rules, alerts, spool, MQTT, sinks.
+"""Floorwatch core library: data model, configuration, signal catalogue, statistics, alerts, spool, MQTT.
 
-Hardware-agnostic and free of the application: nothing here imports ``drivers`` or ``gateway``.
+Hardware-agnostic and free of the application: nothing here imports ``floorwatch.drivers``,
+``floorwatch.gateway`` or ``floorwatch.bridge``.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+# One home for the version: pyproject.toml's, as installed.
+__version__ = version("floorwatch")
