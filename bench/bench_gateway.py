@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,15 +91,13 @@ class Feeder:
         self.rejected = 0
 
     def feed(self, instrument: str, chunk: bytes) -> int:
-        from floorwatch.drivers.base import Decoded
-
         parse, ingest, now = self.parser, self.gw.ingest, time.time_ns
         n = 0
         for frame in self.framers[instrument].feed(chunk):
             result = parse(frame)
-            if isinstance(result, Decoded):
-                ingest(Measurement(now(), instrument, result.value, result.unit, result.status, result.channel,
-                                   result.detail))
+            if isinstance(result, Measurement):
+                # stamped as a driver stamps what it emits (Driver.stamp); there is no driver object here
+                ingest(replace(result, ts_ns=now(), instrument=instrument))
                 n += 1
             else:
                 self.rejected += 1

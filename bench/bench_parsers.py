@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 
 from floorwatch.drivers import registry
-from floorwatch.drivers.base import Decoded
 from floorwatch.drivers.xk3190 import encode as xk_encode
+from floorwatch.edge.model import Measurement
 
 FRAMES: dict[str, bytes] = {
     "mtsics": b"S S     100.00 g\r\n",
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = registry.get(name)
         parse = spec.parser(spec.options.model_validate({}) if spec.options else None)
         decoded = parse(frame)
-        assert isinstance(decoded, Decoded), f"{name}: the benchmark frame does not decode: {decoded!r}"
+        assert isinstance(decoded, Measurement), f"{name}: the benchmark frame does not decode: {decoded!r}"
         ours, theirs = rate(parse, frame, args.n, args.repeat), rate(peer, frame, args.n, args.repeat)
         print(f"{name:<10} {ours:>12,.0f} {theirs:>14,.0f} {ours / theirs:>11.2f}x")
     return 0

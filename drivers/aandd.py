@@ -35,7 +35,6 @@ from typing import Literal
 from pydantic import Field
 
 from floorwatch.drivers.base import (
-    Decoded,
     DriverSpec,
     Ignored,
     Parser,
@@ -49,7 +48,7 @@ from floorwatch.drivers.simulate.pty import PtySimulator
 from floorwatch.drivers.simulate.scenario import SCENARIOS, Event, Scenario
 from floorwatch.drivers.weighing import ScaleDriver, ScaleOptions
 from floorwatch.edge.clock import Clock
-from floorwatch.edge.model import Status
+from floorwatch.edge.model import Measurement, Status
 
 
 class AanddOptions(ScaleOptions):
@@ -75,7 +74,7 @@ def parser(options: AanddOptions | None) -> Parser:
 
     >>> p = parser(None)
     >>> p(b"ST,+001234.5  g\\r\\n")
-    Decoded(value=1234.5, unit='g', status=<Status.OK: 'ok'>, channel='', detail='')
+    Measurement(ts_ns=None, instrument='', value=1234.5, unit='g', status=<Status.OK: 'ok'>, channel='', detail='')
     >>> p(b"OL,+999999.9  g\\r\\n").status
     <Status.OVERLOAD: 'overload'>
     >>> p(b"QT,+0000125 PC\\r\\n").unit
@@ -94,7 +93,7 @@ def parser(options: AanddOptions | None) -> Parser:
             if m[2] == b"-":
                 value = -value
             unit = m[4].decode()
-            return Decoded(value, _UNITS.get(unit, unit), _STATUS[m[1]])
+            return Measurement(value, _UNITS.get(unit, unit), _STATUS[m[1]])
         m = _OL.fullmatch(body)
         if m is not None:
             unit = m[2].decode() if m[2] else ""

@@ -4,6 +4,9 @@ A driver turns frames from one instrument into :class:`floorwatch.edge.model.Mea
 ``emit``. It knows the data model and nothing of MQTT, spools or dashboards. A frame that does not parse is
 counted in :class:`InstrumentHealth` and reported — never raised into the pipeline, never a number.
 
+A parser returns a measurement that is not stamped yet (no time, no instrument: it sees only the frame);
+:meth:`Driver.stamp` — the one place that stamps — gives it both before it is emitted.
+
 Each driver module (``drivers/<name>.py``) defines ``DRIVER = DriverSpec(...)`` and carries its protocol
 notes, its sample configuration and its test vectors; ``floorwatch.drivers.registry`` maps configuration names to
 modules.
@@ -13,25 +16,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
 from floorwatch.edge.config import InstrumentConfig
-from floorwatch.edge.model import Measurement, Status
-
-
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    """A frame that carried a value (possibly with a not-ok status, e.g. overload)."""
-
-    value: float
-    unit: str = ""
-    status: Status = Status.OK
-    channel: str = ""
-    detail: str = ""
+from floorwatch.edge.model import Measurement
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +40,8 @@ class Ignored:
     what: str
 
 
-ParseResult = Decoded | Rejected | Ignored
+# A frame that carried a value (possibly with a not-ok status, e.g. overload) is a Measurement, not stamped yet.
+ParseResult = Measurement | Rejected | Ignored
 Parser = Callable[[bytes], ParseResult]
 
 
@@ -70,7 +63,7 @@ class InstrumentHealth:
 
     def count(self, frame: bytes, result: ParseResult) -> None:
         self.last_raw = frame
-        if isinstance(result, Decoded):
+        if isinstance(result, Measurement):
             self.frames_ok += 1
         elif isinstance(result, Rejected):
             self.frames_rejected += 1
@@ -123,16 +116,10 @@ class Driver(abc.ABC):
         was not taken up and why (an older format, a changed configuration); ``[]`` when all of it was."""
         return ["this driver keeps no state between runs"] if state else []
 
-    def measurement(self, decoded: Decoded) -> Measurement:
-        return Measurement(
-            ts_ns=self.clock.now_ns(),
-            instrument=self.config.name,
-            value=decoded.value,
-            unit=decoded.unit,
-            status=decoded.status,
-            channel=decoded.channel,
-            detail=decoded.detail,
-        )
+    def stamp(self, m: Measurement, ts_ns: int | None = None) -> Measurement:
+        """``m`` as the gateway takes it: with this instrument's name and the time it was read — now, or
+        ``ts_ns`` for values read together (one Modbus request). Every driver emits only what this returned."""
+        return replace(m, ts_ns=self.clock.now_ns() if ts_ns is None else ts_ns, instrument=self.config.name)
 
 
 class Simulator(abc.ABC):

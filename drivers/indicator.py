@@ -25,7 +25,6 @@ from __future__ import annotations
 import re
 
 from floorwatch.drivers.base import (
-    Decoded,
     DriverSpec,
     Ignored,
     Parser,
@@ -39,7 +38,7 @@ from floorwatch.drivers.simulate.pty import PtySimulator
 from floorwatch.drivers.simulate.scenario import SCENARIOS, Event, Scenario
 from floorwatch.drivers.weighing import ScaleDriver, WeighingOptions
 from floorwatch.edge.clock import Clock
-from floorwatch.edge.model import Status
+from floorwatch.edge.model import Measurement, Status
 
 
 class IndicatorOptions(WeighingOptions):
@@ -58,7 +57,7 @@ def parser(options: IndicatorOptions | None) -> Parser:
 
     >>> p = parser(None)
     >>> p(b"ST,GS,+  4.876kg\\r\\n")
-    Decoded(value=4.876, unit='kg', status=<Status.OK: 'ok'>, channel='', detail='gross')
+    Measurement(ts_ns=None, instrument='', value=4.876, unit='kg', status=<Status.OK: 'ok'>, channel='', detail='gross')
     >>> p(b"US,NT,-  0.020kg\\r\\n").status
     <Status.UNSTABLE: 'unstable'>
     >>> p(b"OL,GS,+ 99.999kg\\r\\n").status
@@ -75,7 +74,7 @@ def parser(options: IndicatorOptions | None) -> Parser:
             value = float(m[4])
             if m[3] == b"-":
                 value = -value
-            return Decoded(value, m[5].decode(), Status.OK if m[1] == b"ST" else Status.UNSTABLE, "", _KIND[m[2]])
+            return Measurement(value, m[5].decode(), Status.OK if m[1] == b"ST" else Status.UNSTABLE, "", _KIND[m[2]])
         m = _OL.fullmatch(body)
         if m is not None:
             unit = m[3].decode()

@@ -35,7 +35,6 @@ from typing import Literal
 from pydantic import Field
 
 from floorwatch.drivers.base import (
-    Decoded,
     DriverSpec,
     Ignored,
     Parser,
@@ -49,7 +48,7 @@ from floorwatch.drivers.simulate.pty import PtySimulator
 from floorwatch.drivers.simulate.scenario import SCENARIOS, Event, Scenario
 from floorwatch.drivers.weighing import ScaleDriver, ScaleOptions
 from floorwatch.edge.clock import Clock
-from floorwatch.edge.model import Status
+from floorwatch.edge.model import Measurement, Status
 
 
 class MtsicsOptions(ScaleOptions):
@@ -76,7 +75,7 @@ def parser(options: MtsicsOptions | None) -> Parser:
 
     >>> p = parser(None)
     >>> p(b"S S     100.00 g\\r\\n")
-    Decoded(value=100.0, unit='g', status=<Status.OK: 'ok'>, channel='', detail='')
+    Measurement(ts_ns=None, instrument='', value=100.0, unit='g', status=<Status.OK: 'ok'>, channel='', detail='')
     >>> p(b"S D    -  0.12 kg\\r\\n").status
     <Status.UNSTABLE: 'unstable'>
     >>> p(b"S +\\r\\n").status
@@ -96,7 +95,7 @@ def parser(options: MtsicsOptions | None) -> Parser:
             value = float(m[3])
             if m[2] == b"-":
                 value = -value
-            return Decoded(value, m[4].decode(), OK if m[1] == b"S" else UNSTABLE)
+            return Measurement(value, m[4].decode(), OK if m[1] == b"S" else UNSTABLE)
         m = match_status(body)
         if m is not None:
             if m[1] == b"+":

@@ -31,7 +31,6 @@ from typing import Literal
 from pydantic import Field
 
 from floorwatch.drivers.base import (
-    Decoded,
     DriverSpec,
     Ignored,
     Parser,
@@ -44,7 +43,7 @@ from floorwatch.drivers.simulate.pty import PtySimulator
 from floorwatch.drivers.simulate.scenario import SCENARIOS, Event, Scenario
 from floorwatch.drivers.weighing import ScaleDriver, ScaleOptions
 from floorwatch.edge.clock import Clock
-from floorwatch.edge.model import Status
+from floorwatch.edge.model import Measurement, Status
 
 
 class OhausOptions(ScaleOptions):
@@ -66,7 +65,7 @@ def parser(options: OhausOptions | None) -> Parser:
 
     >>> p = parser(None)
     >>> p(b"    123.45 g    \\r\\n")
-    Decoded(value=123.45, unit='g', status=<Status.OK: 'ok'>, channel='', detail='')
+    Measurement(ts_ns=None, instrument='', value=123.45, unit='g', status=<Status.OK: 'ok'>, channel='', detail='')
     >>> p(b"   -12.5 kg ?\\r\\n").status
     <Status.UNSTABLE: 'unstable'>
     >>> p(b"  100.00 g   N\\r\\n").detail
@@ -84,7 +83,7 @@ def parser(options: OhausOptions | None) -> Parser:
             if m[1] == b"-":
                 value = -value
             unstable = m[4] is not None or m[6] is not None
-            return Decoded(value, m[3].decode(), Status.UNSTABLE if unstable else Status.OK, "",
+            return Measurement(value, m[3].decode(), Status.UNSTABLE if unstable else Status.OK, "",
                            _DETAIL[m[5] or b""])
         if not body:
             return Ignored("empty line")

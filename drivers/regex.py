@@ -35,7 +35,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from floorwatch.drivers.base import (
-    Decoded,
     DriverSpec,
     Ignored,
     Parser,
@@ -45,7 +44,7 @@ from floorwatch.drivers.base import (
 )
 from floorwatch.drivers.framing import NUMBER, Framer, strip_frame, unescape
 from floorwatch.drivers.serial_port import SerialDriver, SerialLink
-from floorwatch.edge.model import Status
+from floorwatch.edge.model import Measurement, Status
 
 _NUMBER = re.compile(rb"([+-]?)[ ]*(" + NUMBER + rb")")
 _GROUPS = {"value", "unit", "status", "channel"}
@@ -93,7 +92,7 @@ def parser(options: RegexOptions | None) -> Parser:
     >>> p = parser(RegexOptions(pattern=r"T=(?P<value>[+-]?\d+\.\d+)(?P<unit>mm|in) (?P<status>OK|OVER)",
     ...                         status_map={"OK": "ok", "OVER": "overload"}))
     >>> p(b"T=+0.512mm OK\r\n")
-    Decoded(value=0.512, unit='mm', status=<Status.OK: 'ok'>, channel='', detail='')
+    Measurement(ts_ns=None, instrument='', value=0.512, unit='mm', status=<Status.OK: 'ok'>, channel='', detail='')
     >>> p(b"T=+0.512mm OKAY\r\n").reason
     "line does not match the configured pattern: b'T=+0.512mm OKAY\\r\\n'"
     >>> parser(RegexOptions(pattern=r"(?P<value>\S+)"))(b"nan\r\n").reason
@@ -132,7 +131,7 @@ def parser(options: RegexOptions | None) -> Parser:
                 return Rejected(f"status {text.decode('latin-1')!r} is not in status_map; add it to the options")
         unit = m["unit"].decode("latin-1") if has_unit and m["unit"] else default_unit
         channel = m["channel"].decode("latin-1") if has_channel and m["channel"] else ""
-        return Decoded(value, unit, status, channel)
+        return Measurement(value, unit, status, channel)
 
     return parse
 

@@ -37,7 +37,6 @@ from typing import Literal
 from pydantic import Field
 
 from floorwatch.drivers.base import (
-    Decoded,
     DriverSpec,
     Ignored,
     Parser,
@@ -51,7 +50,7 @@ from floorwatch.drivers.simulate.pty import PtySimulator
 from floorwatch.drivers.simulate.scenario import SCENARIOS, Event, Scenario
 from floorwatch.drivers.weighing import ScaleDriver, ScaleOptions
 from floorwatch.edge.clock import Clock
-from floorwatch.edge.model import Status
+from floorwatch.edge.model import Measurement, Status
 
 
 class SartoriusOptions(ScaleOptions):
@@ -77,7 +76,7 @@ def parser(options: SartoriusOptions | None) -> Parser:
 
     >>> p = parser(None)
     >>> p(b"+   123.56 g  \\r\\n")
-    Decoded(value=123.56, unit='g', status=<Status.OK: 'ok'>, channel='', detail='')
+    Measurement(ts_ns=None, instrument='', value=123.56, unit='g', status=<Status.OK: 'ok'>, channel='', detail='')
     >>> p(b"-    12.30     \\r\\n").status
     <Status.UNSTABLE: 'unstable'>
     >>> p(b"N     +   123.56 g  \\r\\n").detail
@@ -111,8 +110,8 @@ def parser(options: SartoriusOptions | None) -> Parser:
             if m[3] == b"-":
                 value = -value
             if m[5]:
-                return Decoded(value, m[5].decode(), Status.OK, "", ident.decode())
-            return Decoded(value, "", Status.UNSTABLE, "", ident.decode())
+                return Measurement(value, m[5].decode(), Status.OK, "", ident.decode())
+            return Measurement(value, "", Status.UNSTABLE, "", ident.decode())
         if not body:
             return Ignored("empty line")
         return Rejected(f"not a Sartorius print line (expected e.g. '+   123.56 g  '): {frame[:40]!r}")

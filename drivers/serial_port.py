@@ -48,7 +48,7 @@ import serial.rs485
 from pydantic import BaseModel
 from serial_asyncio_fast import SerialTransport, connection_for_serial
 
-from floorwatch.drivers.base import Decoded, Driver, Ignored, Parser, Rejected, SerialDefaults
+from floorwatch.drivers.base import Driver, Ignored, Parser, ParseResult, Rejected, SerialDefaults
 from floorwatch.drivers.framing import Framer
 from floorwatch.edge.backoff import Backoff
 from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
@@ -271,7 +271,7 @@ class SerialDriver(Driver):
 
     Subclasses set ``terminator``, ``start`` (binary start byte), ``serial_defaults``, ``make_parser`` and,
     for polled instruments, ``polled = True`` plus :meth:`request`. ``stage`` (e.g. the per-part weighing
-    stage) can drop or transform decoded values before they become measurements.
+    stage) can drop or transform the parser's measurements before they are stamped and emitted.
     """
 
     terminator: ClassVar[bytes] = b"\r"
@@ -288,7 +288,7 @@ class SerialDriver(Driver):
         self.parse: Parser = type(self).make_parser(options)
         self.settings = effective_settings(config.serial, self.serial_defaults)
         self.rs485 = rs485_settings(config.serial)
-        self.stage: Callable[[Decoded], Decoded | None] | None = None
+        self.stage: Callable[[Measurement], Measurement | None] | None = None
         self.link: SerialLink | None = None
         self._terminator = self.framer().terminator
         self.health.extra["port"] = config.port
@@ -314,7 +314,7 @@ class SerialDriver(Driver):
     async def request(self, link: SerialLink) -> None:
         """Ask a polled instrument for one value."""
 
-    def is_reply(self, result: Decoded | Rejected | Ignored) -> bool:
+    def is_reply(self, result: ParseResult) -> bool:
         """Whether a frame answers the poll (then the driver waits for the next poll interval)."""
         return not isinstance(result, Rejected)
 
@@ -392,8 +392,8 @@ class SerialDriver(Driver):
                 self.health.extra["unanswered"] = self.health.extra.get("unanswered", 0) + 1
             await asyncio.sleep(max(0.0, started + interval - loop.time()))
 
-    def handle(self, frames: list[bytes], emit: Callable[[Measurement], None]) -> list[Decoded | Rejected | Ignored]:
-        """Decode and count frames; emit the values (after ``stage``). Returns the parse results."""
+    def handle(self, frames: list[bytes], emit: Callable[[Measurement], None]) -> list[ParseResult]:
+        """Decode and count frames; emit the values (after ``stage``), stamped. Returns the parse results."""
         results = []
         health, parse, stage = self.health, self.parse, self.stage
         term = self._terminator
@@ -408,20 +408,20 @@ class SerialDriver(Driver):
                 self._rejected_run += 1
                 if self._rejected_run >= REJECTS_BEFORE_DIAGNOSIS:
                     self._diagnose(frame)
-            elif isinstance(result, Decoded):
+            elif isinstance(result, Measurement):
                 self._ok_since_connect += 1
                 if self._rejected_run:
                     self._rejected_run = 0
                     if self._diagnosis and health.last_error == self._diagnosis:
                         health.last_error = ""  # the frames are good again: the advice no longer applies
-            if isinstance(result, Decoded):
+            if isinstance(result, Measurement):
                 if stage is not None:
                     staged = stage(result)
                     if staged is None:
                         continue
                     result = staged
                 health.last_value_ns = self.clock.now_ns()
-                emit(self.measurement(result))
+                emit(self.stamp(result))
             elif isinstance(result, Ignored):
                 health.extra["last_notice"] = result.what
         return results
@@ -508,6 +508,6 @@ def permission_fix(path: str) -> str:
             f"sudo usermod -aG {group.gr_name} {user}, then log in again or restart the floorwatch service")
 
 
-def error_value(detail: str, status: Status = Status.ERROR, channel: str = "", unit: str = "") -> Decoded:
+def error_value(detail: str, status: Status = Status.ERROR, channel: str = "", unit: str = "") -> Measurement:
     """An instrument-reported failure: a measurement with status and reason, and no number (NaN)."""
-    return Decoded(value=math.nan, unit=unit, status=status, channel=channel, detail=detail)
+    return Measurement(value=math.nan, unit=unit, status=status, channel=channel, detail=detail)

@@ -22,12 +22,11 @@ Scales whose frames carry no stability flag (the XK3190 binary frame) report eve
 them ``settle_readings`` > 1 asks for that many consecutive readings within ``settle_band`` of each other
 before a reading counts as stable in ``part`` and ``stable`` modes.
 
->>> from floorwatch.drivers.base import Decoded
->>> from floorwatch.edge.model import Status
+>>> from floorwatch.edge.model import Measurement, Status
 >>> w = PartWeigher(WeighingOptions(weighing="part", threshold=5, zero_band=0.5))
 >>> stream = [(0.0, Status.OK), (80.1, Status.UNSTABLE), (100.2, Status.OK), (100.2, Status.OK),
 ...           (0.1, Status.OK), (99.8, Status.OK), (99.8, Status.OK), (0.0, Status.OK)]
->>> [d.value for v, s in stream if (d := w(Decoded(v, "g", s))) is not None]
+>>> [d.value for v, s in stream if (d := w(Measurement(v, "g", s))) is not None]
 [100.2, 99.8]
 """
 
@@ -39,11 +38,10 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from floorwatch.drivers.base import Decoded
 from floorwatch.drivers.serial_port import SerialDriver, SerialLink
 from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
 from floorwatch.edge.config import InstrumentConfig
-from floorwatch.edge.model import Status
+from floorwatch.edge.model import Measurement, Status
 
 
 class WeighingOptions(BaseModel):
@@ -86,7 +84,7 @@ class PartWeigher:
         self._band = options.settle_band
         self._recent: collections.deque[float] = collections.deque(maxlen=options.settle_readings)
 
-    def __call__(self, d: Decoded) -> Decoded | None:
+    def __call__(self, d: Measurement) -> Measurement | None:
         if self.mode == "all":
             return d
         status = d.status

@@ -23,11 +23,29 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
 PAYLOAD_VERSION = 1
+
+
+def assigned_later(default: Any, *, by: str) -> Any:
+    """A field a later stage of the pipeline fills in (``by`` says which); ``default`` means "not yet".
+
+    Such a field is keyword-only, so the stage that builds the record cannot confuse it with the values it
+    does know. :func:`encode` refuses a record that still lacks it and :func:`decode` a payload without it:
+    whatever leaves or enters the gateway has it.
+    """
+    return field(default=default, kw_only=True, metadata={"assigned_by": by})
+
+
+def _unassigned(obj: Any) -> Field[Any] | None:
+    """The first field of ``obj`` a later stage has not filled in yet, or None."""
+    for f in fields(obj):
+        if "assigned_by" in f.metadata and getattr(obj, f.name) == f.default:
+            return f
+    return None
 
 
 class Status(StrEnum):
@@ -55,18 +73,31 @@ class AlertState(StrEnum):
 class Measurement:
     """One value decoded from one instrument frame, before the gateway assigns it to a characteristic.
 
+    A parser knows the value, not when or from which instrument the frame came: it returns a measurement
+    with ``ts_ns`` None and ``instrument`` ``""``, and the driver stamps both (``Driver.stamp``) before it
+    hands the measurement on. The gateway refuses an unstamped one (``Measurement.stamped``).
+
     ``channel`` distinguishes several values of one instrument (a U-WAVE receiver's transmitters, a Modbus
     register map); single-value instruments use ``""``. ``detail`` says why a value is not ok
     (e.g. ``"ERR3: range exceeded"``).
+
+    >>> m = Measurement(0.512, "mm")
+    >>> m.stamped, m.ts_ns, m.instrument
+    (False, None, '')
     """
 
-    ts_ns: int
-    instrument: str
+    ts_ns: int | None = assigned_later(None, by="the driver")  # None until the driver stamps it
+    instrument: str = assigned_later("", by="the driver")  # "" until the driver stamps it
     value: float
     unit: str = ""
     status: Status = Status.OK
     channel: str = ""
     detail: str = ""
+
+    @property
+    def stamped(self) -> bool:
+        """The driver gave it its time and instrument: the only kind the gateway takes."""
+        return self.ts_ns is not None and bool(self.instrument)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +233,16 @@ def _plain(value: Any) -> Any:
 
 
 def encode(obj: Reading | StatsSnapshot | Alert | StatusEvent | Measurement) -> dict[str, Any]:
-    """The v1 JSON object of one record (a dict; ``dumps`` makes the text)."""
-    out: dict[str, Any] = {"v": PAYLOAD_VERSION, "type": _NAMES[type(obj)]}
+    """The v1 JSON object of one record (a dict; ``dumps`` makes the text).
+
+    Raises :class:`PayloadError` for a record a later stage has not completed yet (see :func:`assigned_later`).
+    """
+    name = _NAMES[type(obj)]
+    missing = _unassigned(obj)
+    if missing is not None:
+        raise PayloadError(f"{name} has no {missing.name} yet: {missing.metadata['assigned_by']} assigns it "
+                           "before the record may leave the gateway")
+    out: dict[str, Any] = {"v": PAYLOAD_VERSION, "type": name}
     for f in fields(obj):
         out[f.name] = _plain(getattr(obj, f.name))
     return out
@@ -220,8 +259,9 @@ def decode(data: dict[str, Any]) -> Reading | StatsSnapshot | Alert | StatusEven
         raise PayloadError(f"unknown payload type {data.get('type')!r}; expected one of {sorted(_TYPES)}")
     kwargs: dict[str, Any] = {}
     for f in fields(cls):
-        if f.name not in data:
-            if f.default is not MISSING:
+        later = "assigned_by" in f.metadata  # present in every payload: whatever is sent has it
+        if f.name not in data or later and data[f.name] == f.default:
+            if f.default is not MISSING and not later:
                 continue
             raise PayloadError(f"{data['type']} payload lacks field {f.name!r}")
         value = data[f.name]
@@ -246,7 +286,7 @@ def _coerce(kind: str, name: str, annotation: Any, value: Any) -> Any:
             if not math.isfinite(value):  # 1e999 parses as infinity: undefined figures travel as null
                 raise ValueError
             return value
-        if ann == "int":
+        if ann in ("int", "int | None"):  # None never gets here: decode() refused it as not yet assigned
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError
             return value

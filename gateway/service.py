@@ -120,6 +120,7 @@ class Gateway:
         self.started_mono = 0.0
         self.restored = False  # statistics of a previous run were restored
         self.readings_total = 0
+        self.unstamped_refused = 0  # measurements without their time or instrument (a driver bug): kept out
         self._last_snapshot_round = 0.0
         self._notify = SystemdNotify()
         self.ready = False  # True once run() has started everything (READY=1 sent)
@@ -138,7 +139,18 @@ class Gateway:
     # ------------------------------------------------------------------ the hot path
 
     def ingest(self, m: Measurement) -> None:
-        """One measurement from a driver: queue it as a reading, update statistics, rules and alerts."""
+        """One measurement from a driver: queue it as a reading, update statistics, rules and alerts.
+
+        Only a stamped measurement is taken (``Driver.stamp``): one without its time or instrument is a
+        driver bug, and a reading at a made-up time or of no instrument would mislead everyone downstream.
+        It is counted (``unstamped_refused``, in the status document), logged, and kept out.
+        """
+        if not m.stamped:
+            self.unstamped_refused += 1
+            self.events.error("measurement_unstamped", instrument=m.instrument or None, channel=m.channel,
+                              ts_ns=m.ts_ns, refused=self.unstamped_refused,
+                              fix="a driver must emit what Driver.stamp() returns; report the driver")
+            return
         inst = self.supervisor.instruments.get(m.instrument)
         if inst is not None:
             inst.last = m

@@ -47,6 +47,7 @@ def status_document(gateway: Gateway) -> dict[str, Any]:
                     "started_ns": gateway.started_ns, "uptime_s": now - gateway.started_mono,
                     "last_seq": spool.last_seq if spool is not None else None,
                     "readings": gateway.readings_total, "restored": gateway.restored,
+                    "unstamped_refused": gateway.unstamped_refused,
                     "topic_base": gateway.topics.base},
         "instruments": [_instrument(inst, by_subject.get(name, [])) for name, inst in gateway.instruments.items()],
         "characteristics": [_characteristic(ch, by_subject.get(name, []))

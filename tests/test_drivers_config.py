@@ -12,13 +12,13 @@ import serial.rs485
 from pydantic import ValidationError
 
 from floorwatch.drivers import registry
-from floorwatch.drivers.base import Decoded, SerialDefaults
+from floorwatch.drivers.base import SerialDefaults
 from floorwatch.drivers.serial_port import effective_settings, open_port, rs485_settings, stable_name
 from floorwatch.drivers.units import canonical, convert
 from floorwatch.drivers.weighing import PartWeigher, WeighingOptions
-from floorwatch.edge.clock import SYSTEM_CLOCK
+from floorwatch.edge.clock import SYSTEM_CLOCK, ManualClock
 from floorwatch.edge.config import InstrumentConfig, SerialSettings, parse_config
-from floorwatch.edge.model import Status
+from floorwatch.edge.model import Measurement, Status
 from harness.serial_pty import Collector, instrument, wait_until
 
 SERIAL = [n for n in registry.names() if registry.get(n).transport == "serial"]
@@ -120,6 +120,17 @@ def test_a_serial_driver_without_port_is_a_clear_error():
         registry.get("mtsics").driver(cfg, None, SYSTEM_CLOCK)
 
 
+def test_a_driver_emits_its_parser_s_measurements_stamped_with_its_instrument_and_the_time():
+    clock = ManualClock()
+    driver = registry.get("mitutoyo").driver(instrument("caliper-1", "mitutoyo", "/dev/null"), None, clock)
+    parsed = driver.parse(b"01A+0000.123\r")
+    assert isinstance(parsed, Measurement) and not parsed.stamped  # a parser sees only the frame
+    got = Collector()
+    driver.handle([b"01A+0000.123\r", b"912\r"], got)
+    assert [(m.instrument, m.ts_ns, m.value) for m in got.items[:1]] == [("caliper-1", clock.now_ns(), 0.123)]
+    assert all(m.stamped for m in got.items) and len(got.items) == 2  # the gauge error too
+
+
 # -- units -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("value", "src", "dst", "want"), [
     (1, "kg", "g", 1000.0), (250, "g", "kg", 0.25), (1, "lb", "kg", 0.45359237), (16, "oz", "lb", 1.0),
@@ -178,7 +189,7 @@ def test_every_unit_a_parser_emits_is_known():
 def _feed(weigher, stream):
     out = []
     for value, status in stream:
-        d = weigher(Decoded(value, "g", status))
+        d = weigher(Measurement(value, "g", status))
         if d is not None:
             out.append((d.value, d.status))
     return out

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from floorwatch.drivers import registry
-from floorwatch.drivers.base import Decoded, Ignored, Rejected
+from floorwatch.drivers.base import Ignored, Rejected
 from floorwatch.drivers.xk3190 import encode as xk_encode
-from floorwatch.edge.model import Status
+from floorwatch.edge.model import Measurement, Status
 
 SERIAL = [n for n in registry.names() if registry.get(n).transport == "serial"]
 REGEX_OPTIONS = {"pattern": r"W:(?P<value>[+-]?\d+\.\d+)(?P<unit>g|kg)(?: (?P<status>OK|MOV))?",
@@ -90,8 +90,8 @@ def test_every_serial_driver_has_fuzz_vectors():
 @given(data=st.binary(max_size=80))
 def test_arbitrary_bytes_never_raise(name, data):
     result = parser_of(name)(data)
-    assert isinstance(result, Decoded | Rejected | Ignored)
-    if isinstance(result, Decoded):
+    assert isinstance(result, Measurement | Rejected | Ignored)
+    if isinstance(result, Measurement):
         assert isinstance(result.value, float)
         # a number only with a status; an instrument error never carries one
         assert math.isfinite(result.value) == (result.status in (Status.OK, Status.UNSTABLE))
@@ -105,7 +105,7 @@ def test_arbitrary_bytes_never_raise(name, data):
 def test_valid_frames_round_trip(name, data):
     frame, value, unit = data.draw(VALID[name])
     result = parser_of(name)(frame)
-    assert isinstance(result, Decoded), (frame, result)
+    assert isinstance(result, Measurement), (frame, result)
     assert result.value == value or (value == 0 and result.value == 0)
     assert result.unit == unit
 
@@ -120,7 +120,7 @@ def test_junk_inside_a_valid_frame_never_becomes_a_number(name, data):
     pos = data.draw(st.integers(1, len(body) - 1), label="position")
     junk = data.draw(st.binary(min_size=1, max_size=3).map(lambda b: bytes(JUNK[x % len(JUNK)] for x in b)))
     result = parser_of(name)(body[:pos] + junk + body[pos:] + frame[len(body):])
-    assert not (isinstance(result, Decoded) and math.isfinite(result.value)), (frame, junk, pos, result)
+    assert not (isinstance(result, Measurement) and math.isfinite(result.value)), (frame, junk, pos, result)
 
 
 # Bytes that no instrument puts in or around a frame: control characters (not CR, LF, NUL, TAB or the A&D
@@ -143,7 +143,7 @@ def test_a_valid_frame_inside_garbage_never_becomes_a_number(name, data):
     before, after = data.draw(garbage, label="before"), data.draw(garbage, label="after")
     for line in (before + body + end, body + after + end, before + body + after + end):
         result = parser_of(name)(line)
-        assert not (isinstance(result, Decoded) and math.isfinite(result.value)), (line, result)
+        assert not (isinstance(result, Measurement) and math.isfinite(result.value)), (line, result)
 
 
 @pytest.mark.parametrize("name", SERIAL)
@@ -156,7 +156,7 @@ def test_nul_and_non_ascii_bytes_inside_a_frame_never_become_a_number(name, data
     pos = data.draw(st.integers(1, len(body) - 1), label="position")
     bad = data.draw(st.sampled_from([b"\x00", b"\xb5", b"\xc2\xb5", b"\xff", b"\x80", b"\xe2\x80\x8b"]), label="bad")
     result = parser_of(name)(body[:pos] + bad + body[pos:] + frame[len(body):])
-    assert not (isinstance(result, Decoded) and math.isfinite(result.value)), (frame, bad, pos, result)
+    assert not (isinstance(result, Measurement) and math.isfinite(result.value)), (frame, bad, pos, result)
 
 
 @pytest.mark.parametrize("name", SERIAL)
@@ -167,7 +167,7 @@ def test_two_frames_run_together_never_become_a_number(name, data):
     (first, _, _), (second, _, _) = data.draw(VALID[name]), data.draw(VALID[name])
     glued = first.rstrip(b"\r\n\x03") + second
     result = parser_of(name)(glued)
-    assert not (isinstance(result, Decoded) and math.isfinite(result.value)), (glued, result)
+    assert not (isinstance(result, Measurement) and math.isfinite(result.value)), (glued, result)
 
 
 @pytest.mark.parametrize("name", SERIAL)
@@ -177,7 +177,7 @@ def test_bytes_with_line_noise_in_them_never_become_a_number(name, data):
     """Random bytes that contain at least one byte no instrument sends are never a value."""
     for line in (data, data + b"\r", data + b"\r\n"):
         result = parser_of(name)(line)
-        assert not (isinstance(result, Decoded) and math.isfinite(result.value)), (line, result)
+        assert not (isinstance(result, Measurement) and math.isfinite(result.value)), (line, result)
 
 
 @pytest.mark.parametrize("name", SERIAL)
@@ -191,7 +191,7 @@ def test_printable_noise_in_front_of_a_frame_never_becomes_a_number(name, data):
     sep = data.draw(st.sampled_from([b"", b" "]), label="separator")
     line = word + sep + frame
     result = parser_of(name)(line)
-    assert not (isinstance(result, Decoded) and math.isfinite(result.value)), (line, result)
+    assert not (isinstance(result, Measurement) and math.isfinite(result.value)), (line, result)
 
 
 @pytest.mark.parametrize("name", ["sylvac", "sartorius"])
@@ -201,7 +201,7 @@ def test_a_lone_number_without_the_protocol_layout_is_not_a_value(name, line):
     the Sylvac value has a decimal point; the Sartorius line has a sign column and a unit field (blank while
     unstable). A digit or two from a noisy line is not a measurement."""
     result = parser_of(name)(line)
-    assert not (isinstance(result, Decoded) and math.isfinite(result.value)), (line, result)
+    assert not (isinstance(result, Measurement) and math.isfinite(result.value)), (line, result)
 
 
 @pytest.mark.parametrize("name", SERIAL)
@@ -210,7 +210,7 @@ def test_nan_inf_and_exponents_are_never_numbers(name):
     for frame in (b"01A+nan\r", b"01A+inf\r", b"S S  1e5 g\r\n", b"ST,+1e+05  g\r\n", b"+ infinity\r",
                   b"W:1e5g\r\n", b"ST,GS,+NaNkg\r\n", "S S  ١٢٣ g\r\n".encode(), b"01A+\xd9\xa1\r"):
         result = parse(frame)
-        assert not (isinstance(result, Decoded) and math.isfinite(result.value)), (name, frame, result)
+        assert not (isinstance(result, Measurement) and math.isfinite(result.value)), (name, frame, result)
 
 
 def test_the_benchmark_frames_decode_to_their_numbers():
@@ -229,4 +229,4 @@ def test_the_benchmark_frames_decode_to_their_numbers():
         results = {parse(frame) for _ in range(3)}
         assert len(results) == 1, (name, results)  # parsers keep no state between frames
         (result,) = results
-        assert isinstance(result, Decoded) and result.value == pytest.approx(expected[name]), (name, result)
+        assert isinstance(result, Measurement) and result.value == pytest.approx(expected[name]), (name, result)

@@ -418,7 +418,7 @@ async def _feed(gw, n: int) -> None:
     from floorwatch.edge.model import Measurement
 
     for i in range(n):
-        gw.ingest(Measurement(time.time_ns(), "caliper-1", 12.0 + (i % 7) * 0.001, "mm"))
+        gw.ingest(Measurement(12.0 + (i % 7) * 0.001, "mm", ts_ns=time.time_ns(), instrument="caliper-1"))
         if i % 2000 == 1999:
             gw.flush()
             gw.tick()

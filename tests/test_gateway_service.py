@@ -72,7 +72,7 @@ def feed(gw: Gateway, clock: ManualClock, values, instrument="caliper-1", unit="
          status=Status.OK) -> None:
     for v in values:
         clock.advance(0.01)
-        gw.ingest(Measurement(clock.now_ns(), instrument, v, unit, status, channel))
+        gw.ingest(Measurement(v, unit, status, channel, ts_ns=clock.now_ns(), instrument=instrument))
 
 
 def test_readings_are_numbered_batched_and_spooled_in_sequence_order(tmp_path):
@@ -243,6 +243,21 @@ def test_measurements_of_unknown_channels_are_counted_not_published(tmp_path):
     feed(gw, clock, [21.5], instrument="counter-1", unit="degC", channel="temperature")
     assert not [obj for kind, obj, _ in spooled(gw) if kind == "readings"]
     assert gw.routes.unrouted == {("counter-1", "temperature"): 1}
+    gw.close()
+
+
+def test_an_unstamped_measurement_is_refused_counted_and_logged_not_a_reading(tmp_path):
+    clock = ManualClock()
+    gw, log = gateway(tmp_path, clock)
+    gw.ingest(Measurement(12.0, "mm"))  # straight from a parser: no time, no instrument
+    gw.ingest(Measurement(12.0, "mm", instrument="caliper-1"))  # no time
+    gw.ingest(Measurement(12.0, "mm", ts_ns=clock.now_ns()))  # no instrument
+    feed(gw, clock, [12.001])  # the gateway goes on with stamped ones
+    readings = [r for kind, obj, _ in spooled(gw) if kind == "readings" for r in obj]
+    assert [(r.seq, r.value) for r in readings] == [(1, 12.001)]
+    assert gw.unstamped_refused == 3 and gw.status()["gateway"]["unstamped_refused"] == 3
+    assert "level=error event=measurement_unstamped" in log.getvalue()
+    assert "Driver.stamp()" in log.getvalue()
     gw.close()
 
 
@@ -513,8 +528,8 @@ def test_unrouted_channels_are_counted_in_bounded_memory(tmp_path):
     clock = ManualClock()
     gw, _ = gateway(tmp_path, clock)
     for i in range(MAX_UNROUTED + 500):
-        gw.ingest(Measurement(clock.now_ns(), "caliper-1", 1.0, "mm", Status.OK, f"garbled-{i}"))
-    gw.ingest(Measurement(clock.now_ns(), "caliper-1", 1.0, "mm", Status.OK, "garbled-1"))
+        gw.ingest(Measurement(1.0, "mm", Status.OK, f"garbled-{i}", ts_ns=clock.now_ns(), instrument="caliper-1"))
+    gw.ingest(Measurement(1.0, "mm", Status.OK, "garbled-1", ts_ns=clock.now_ns(), instrument="caliper-1"))
     assert len(gw.routes.unrouted) == MAX_UNROUTED and gw.routes.unrouted[("caliper-1", "garbled-1")] == 2
     gw.close()
 
@@ -630,7 +645,7 @@ async def test_a_failing_check_does_not_stop_the_spool_from_being_written(tmp_pa
         with contextlib.suppress(asyncio.CancelledError):
             await inst.task
         inst.driver = BrokenHealth(inst.config, None)
-        gw.ingest(Measurement(gw.clock.now_ns(), "caliper-1", 12.0, "mm"))
+        gw.ingest(Measurement(12.0, "mm", ts_ns=gw.clock.now_ns(), instrument="caliper-1"))
         for _ in range(100):
             committed = gw.spool.pending(1000)
             if any(rec.topic.endswith("/readings") for rec in committed):
@@ -704,7 +719,7 @@ async def test_a_part_that_fails_to_stop_is_reported_and_the_others_still_stop(t
     task = asyncio.create_task(gw.run(stop))
     while not gw.ready:
         await asyncio.sleep(0.01)
-    gw.ingest(Measurement(gw.clock.now_ns(), "caliper-1", 12.0, "mm"))
+    gw.ingest(Measurement(12.0, "mm", ts_ns=gw.clock.now_ns(), instrument="caliper-1"))
     stop.set()
     assert await asyncio.wait_for(task, 10) == 0
     log = out.getvalue()

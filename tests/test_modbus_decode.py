@@ -52,6 +52,15 @@ def test_arbitrary_register_contents_never_become_garbage(data):
         clock.advance(1.0)
 
 
+def test_every_value_of_one_request_is_stamped_with_the_instrument_and_one_time():
+    driver = _driver()
+    clock: ManualClock = driver.clock  # type: ignore[assignment]
+    out: list[Measurement] = []
+    for group in driver.units[1].groups:
+        driver.decode_group(group, [1] * group.count, out.append)
+    assert out and {(m.instrument, m.ts_ns) for m in out} == {("fuzz", clock.now_ns())}  # counters' too
+
+
 def test_groups_cover_every_point_exactly_once():
     groups = plan_reads([b for g in _driver().units[1].groups for b in g.members])
     names = sorted(m.point.name for g in groups for m in g.members)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from floorwatch.edge.model import (
     Alert,
     AlertState,
+    Measurement,
     PayloadError,
     Reading,
     Severity,
@@ -76,6 +78,21 @@ def test_alert_and_status_round_trip():
               severity=Severity.CRITICAL, value=12.06, limit=12.05, lsl=11.95, usl=12.05, message="above USL")
     s = StatusEvent(ts_ns=6, seq=10, subject="caliper-1", state="offline", detail={"reconnects": 3})
     assert loads(dumps(a)) == a and loads(dumps(s)) == s
+
+
+def test_a_measurement_is_encoded_only_once_the_driver_stamped_it():
+    m = Measurement(12.0, "mm", channel="x")
+    with pytest.raises(PayloadError, match="measurement has no ts_ns yet: the driver assigns it"):
+        encode(m)
+    with pytest.raises(PayloadError, match="measurement has no instrument yet"):
+        encode(replace(m, ts_ns=5))
+    stamped = replace(m, ts_ns=5, instrument="caliper-1")
+    assert loads(dumps(stamped)) == stamped
+    unstamped = {**encode(stamped), "ts_ns": None}
+    with pytest.raises(PayloadError, match="measurement payload lacks field 'ts_ns'"):
+        decode(unstamped)
+    with pytest.raises(PayloadError, match="measurement payload lacks field 'instrument'"):
+        decode({k: v for k, v in encode(stamped).items() if k != "instrument"})
 
 
 @pytest.mark.parametrize(

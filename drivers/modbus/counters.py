@@ -305,7 +305,8 @@ class CounterHealth:
 @dataclass(frozen=True, slots=True)
 class CounterReading:
     """What one raw reading of a counter point gives: the count, the rate and the line-stopped flag as
-    measurements; or, for a reading the counter refuses, one error measurement and the reason."""
+    measurements (not stamped yet: the driver stamps them); or, for a reading the counter refuses, one error
+    measurement and the reason."""
 
     measurements: tuple[Measurement, ...]
     refused: str = ""
@@ -341,15 +342,15 @@ class ProductionCounters(Mapping[str, ProductionCounter]):
         """Per counter: totals, wraps, resets, replacements, the raw value and the last event."""
         return {channel: h.as_dict() for channel, h in self._health.items()}
 
-    def read(self, b: BoundPoint, raw: int, ts_ns: int, instrument: str) -> CounterReading:
-        """Account for one raw reading of counter point ``b`` taken at ``ts_ns``."""
+    def read(self, b: BoundPoint, raw: int) -> CounterReading:
+        """Account for one raw reading of counter point ``b``, read now."""
         counter, unit = self._counters[b.channel], b.point.unit or "pcs"
         now = self.clock.monotonic()
         try:
             update = counter.update(raw, now)
         except ValueError as exc:
             detail = f"{b.channel or 'counter'}: {exc}"
-            error = Measurement(ts_ns, instrument, math.nan, unit, Status.ERROR, b.channel, detail)
+            error = Measurement(math.nan, unit, Status.ERROR, b.channel, detail)
             return CounterReading((error,), refused=detail)
         state = counter.snapshot(now)
         detail = "" if update.event in ("count", "unchanged") else update.detail
@@ -359,10 +360,9 @@ class ProductionCounters(Mapping[str, ProductionCounter]):
         health.total, health.raw, health.rate = state.total, raw, round(state.rate, 3)
         health.stopped, health.idle_for = state.stopped, round(state.idle_for, 1)
         return CounterReading((
-            Measurement(ts_ns, instrument, float(state.total), unit, Status.OK, b.channel, detail),
-            Measurement(ts_ns, instrument, state.rate, "parts/min", Status.OK, derived_channel(b.channel, "rate")),
-            Measurement(ts_ns, instrument, 1.0 if state.stopped else 0.0, "", Status.OK,
-                        derived_channel(b.channel, "stopped"), stopped),
+            Measurement(float(state.total), unit, Status.OK, b.channel, detail),
+            Measurement(state.rate, "parts/min", Status.OK, derived_channel(b.channel, "rate")),
+            Measurement(1.0 if state.stopped else 0.0, "", Status.OK, derived_channel(b.channel, "stopped"), stopped),
         ))
 
     # ---------------------------------------------------------------- state across restarts

@@ -183,34 +183,37 @@ class ModbusDriver(Driver):
         self.health.last_error = unit.last_error
 
     def decode_group(self, group: ReadGroup, values: list[int] | list[bool], emit: Emit) -> None:
-        ts = self.clock.now_ns()
-        name = self.config.name
+        ts = self.clock.now_ns()  # one request: every value in it was read at the same time
+
+        def out(m: Measurement) -> None:
+            emit(self.stamp(m, ts))
+
         for b in group.members:
             p, i = b.point, b.point.address - group.start
             if p.kind == "bool":
-                emit(Measurement(ts, name, 1.0 if values[i] else 0.0, p.unit, Status.OK, b.channel))
+                out(Measurement(1.0 if values[i] else 0.0, p.unit, Status.OK, b.channel))
                 continue
             raw = codec.decode([int(v) for v in values[i : i + p.register_count]], p.kind, p.order)
             if p.counter:
-                counted = self.counters.read(b, int(raw), ts, name)
+                counted = self.counters.read(b, int(raw))
                 if counted.refused:
                     self.health.frames_rejected += 1
                     self.health.last_reject_reason = counted.refused
                 for m in counted.measurements:
-                    emit(m)
+                    out(m)
                 self.health.extra["counters"] = self.counters.health()
                 continue
             if isinstance(raw, float) and not math.isfinite(raw):
                 detail = (f"device sent {raw} at {p.function} {p.address}: sensor fault, or the type/order "
                           f"({p.kind}, {p.order}) does not match the device")
-                emit(Measurement(ts, name, math.nan, p.unit, Status.ERROR, b.channel, detail))
+                out(Measurement(math.nan, p.unit, Status.ERROR, b.channel, detail))
                 continue
             value = codec.physical(raw, p.scale, p.offset)
             if not math.isfinite(value):
                 detail = f"{raw} x scale {p.scale:g} overflows: check scale and type of {p.function} {p.address}"
-                emit(Measurement(ts, name, math.nan, p.unit, Status.ERROR, b.channel, detail))
+                out(Measurement(math.nan, p.unit, Status.ERROR, b.channel, detail))
                 continue
-            emit(Measurement(ts, name, value, p.unit, Status.OK, b.channel))
+            out(Measurement(value, p.unit, Status.OK, b.channel))
 
     def _publish_health(self) -> None:
         now = self.clock.monotonic()

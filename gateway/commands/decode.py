@@ -29,8 +29,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from floorwatch.drivers import registry
-from floorwatch.drivers.base import Decoded, Parser, Rejected
+from floorwatch.drivers.base import Parser, ParseResult, Rejected
 from floorwatch.drivers.framing import Framer, unescape
+from floorwatch.edge.model import Measurement
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -90,10 +91,10 @@ def make_parser(driver: str, options: dict[str, Any]) -> tuple[Parser, Any, Any]
         raise UsageError(str(exc)) from None
 
 
-def result_dict(frame: bytes, result: Decoded | Rejected | Any) -> dict[str, Any]:
+def result_dict(frame: bytes, result: ParseResult) -> dict[str, Any]:
     """The JSON object printed for one frame."""
     out: dict[str, Any] = {"frame": frame.decode("latin-1")}
-    if isinstance(result, Decoded):
+    if isinstance(result, Measurement):
         out.update(result="decoded", value=result.value if math.isfinite(result.value) else None,
                    unit=result.unit, status=result.status.value, channel=result.channel, detail=result.detail)
     elif isinstance(result, Rejected):

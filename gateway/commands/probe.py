@@ -34,7 +34,7 @@ from typing import Any
 import serial
 
 from floorwatch.drivers import registry
-from floorwatch.drivers.base import Decoded, DriverSpec, Parser, Rejected, SerialDefaults
+from floorwatch.drivers.base import DriverSpec, Parser, Rejected, SerialDefaults
 from floorwatch.drivers.framing import Framer
 from floorwatch.drivers.serial_port import (
     BY_ID,
@@ -44,6 +44,7 @@ from floorwatch.drivers.serial_port import (
     port_hint,
     stable_name,
 )
+from floorwatch.edge.model import Measurement
 
 # Settings worth a try beyond the drivers' own defaults, most common first.
 COMMON = ("9600 8N1", "19200 8N1", "2400 7E1", "4800 8N1", "1200 7O1", "38400 8N1", "57600 8N1", "115200 8N1")
@@ -118,8 +119,8 @@ class Match:
     ignored: int = 0
     rejected: int = 0
     answered_own_request: bool = False
-    examples: list[tuple[bytes, Decoded]] = field(default_factory=list)
-    error_examples: list[tuple[bytes, Decoded]] = field(default_factory=list)
+    examples: list[tuple[bytes, Measurement]] = field(default_factory=list)
+    error_examples: list[tuple[bytes, Measurement]] = field(default_factory=list)
 
     @property
     def score(self) -> float:
@@ -129,7 +130,7 @@ class Match:
     def found(self) -> bool:
         return self.decoded + self.errors > 0 and self.decoded + self.errors >= self.rejected
 
-    def shown(self) -> list[tuple[bytes, Decoded]]:
+    def shown(self) -> list[tuple[bytes, Measurement]]:
         """Frames to show the technician: those with a value; error replies only when there is nothing else."""
         return self.examples or self.error_examples
 
@@ -154,11 +155,11 @@ def evaluate(spec: DriverSpec, parse: Parser, data: bytes, match: Match) -> None
             match.rejected += 1  # junk or a cut-off frame: never parsed, as in the running driver
             continue
         result = parse(frame)
-        if isinstance(result, Decoded) and math.isfinite(result.value):
+        if isinstance(result, Measurement) and math.isfinite(result.value):
             match.decoded += 1
             if len(match.examples) < 3:
                 match.examples.append((frame, result))
-        elif isinstance(result, Decoded):  # ERR3, S +, OL …: the instrument's own words, but no measurement
+        elif isinstance(result, Measurement):  # ERR3, S +, OL …: the instrument's own words, but no measurement
             match.errors += 1
             if len(match.error_examples) < 3:
                 match.error_examples.append((frame, result))
