@@ -70,52 +70,38 @@ def clear_of_limits(value: float, lsl: float, usl: float, fraction: float) -> bo
     return (not has_lo or value >= lsl + margin) and (not has_hi or value <= usl - margin)
 
 
-@dataclass(frozen=True, slots=True)
-class AlertTransition:
-    """An alert being raised or cleared: what the gateway publishes (as ``to_alert(seq)``) and remembers."""
+# The tracker's state file holds each raised alert by these fields, in this order (no ``seq``: the tracker
+# remembers the alert it decided, before the outbox numbered its published copy).
+_SAVED_FIELDS = ("subject", "kind", "state", "severity", "ts_ns", "value", "limit", "lsl", "usl", "message")
 
-    subject: str
-    kind: str
-    state: AlertState
-    severity: Severity
-    ts_ns: int
-    value: float = math.nan
-    limit: float = math.nan
-    lsl: float = math.nan
-    usl: float = math.nan
-    message: str = ""
 
-    def to_alert(self, seq: int) -> Alert:
-        return Alert(ts_ns=self.ts_ns, seq=seq, subject=self.subject, kind=self.kind, state=self.state,
-                     severity=self.severity, value=self.value, limit=self.limit, lsl=self.lsl, usl=self.usl,
-                     message=self.message)
+def _saved(alert: Alert) -> dict[str, Any]:
+    """A raised alert as the state file holds it: JSON-ready, NaN as None."""
+    out: dict[str, Any] = {}
+    for name in _SAVED_FIELDS:
+        v = getattr(alert, name)
+        out[name] = None if isinstance(v, float) and not math.isfinite(v) else (
+            v.value if isinstance(v, AlertState | Severity) else v)
+    return out
 
-    def _plain(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name in self.__slots__:
-            v = getattr(self, name)
-            out[name] = None if isinstance(v, float) and not math.isfinite(v) else (
-                v.value if isinstance(v, AlertState | Severity) else v)
-        return out
 
-    @classmethod
-    def _from_plain(cls, data: dict[str, Any], where: str) -> AlertTransition:
-        try:
-            floats = {k: math.nan if data.get(k) is None else float(data[k]) for k in ("value", "limit", "lsl", "usl")}
-            ts = data["ts_ns"]
-            if not isinstance(ts, int) or isinstance(ts, bool):
-                raise TypeError("ts_ns must be an integer")
-            return cls(subject=str(data["subject"]), kind=str(data["kind"]), state=AlertState(data["state"]),
-                       severity=Severity(data["severity"]), ts_ns=ts, message=str(data.get("message", "")),
-                       **floats)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"alert state {where}: {exc!s}; the saved state is damaged — delete it to start "
-                             "without active alerts") from None
+def _restored(data: dict[str, Any], where: str) -> Alert:
+    """Inverse of :func:`_saved`; a damaged entry is a ValueError that says where and what to do."""
+    try:
+        floats = {k: math.nan if data.get(k) is None else float(data[k]) for k in ("value", "limit", "lsl", "usl")}
+        ts = data["ts_ns"]
+        if not isinstance(ts, int) or isinstance(ts, bool):
+            raise TypeError("ts_ns must be an integer")
+        return Alert(subject=str(data["subject"]), kind=str(data["kind"]), state=AlertState(data["state"]),
+                     severity=Severity(data["severity"]), ts_ns=ts, message=str(data.get("message", "")), **floats)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"alert state {where}: {exc!s}; the saved state is damaged — delete it to start "
+                         "without active alerts") from None
 
 
 @dataclass(slots=True)
 class _Entry:
-    raised: AlertTransition | None = None
+    raised: Alert | None = None  # the alert as raised (not numbered)
     active_run: int = 0  # consecutive active points while not raised
     clear_run: int = 0  # consecutive clear points while raised
 
@@ -130,8 +116,9 @@ class AlertTracker:
     def update(self, subject: str, kind: str, active: bool, *, ts_ns: int, severity: Severity,
                value: float = math.nan, limit: float = math.nan, lsl: float = math.nan, usl: float = math.nan,
                message: str = "", clearance_ok: bool | None = None, debounce: int | None = None,
-               clear_after: int | None = None) -> AlertTransition | None:
-        """Feed one point of one condition; returns the transition it causes, if any.
+               clear_after: int | None = None) -> Alert | None:
+        """Feed one point of one condition; returns the alert it raises or clears, if any (not numbered yet:
+        the outbox numbers it).
 
         ``clearance_ok``: whether this inactive point is far enough from the limit to count towards clearing;
         by default computed with ``inside_margin(value, lsl, usl, hysteresis)`` when limits are given.
@@ -149,10 +136,10 @@ class AlertTracker:
             entry.active_run += 1
             if entry.active_run < (debounce or self.config.debounce):
                 return None
-            transition = AlertTransition(subject, kind, AlertState.RAISED, severity, ts_ns, value, limit, lsl, usl,
-                                         message or f"{subject}: {kind}")
-            entry.raised, entry.active_run, entry.clear_run = transition, 0, 0
-            return transition
+            alert = Alert(ts_ns=ts_ns, subject=subject, kind=kind, state=AlertState.RAISED, severity=severity,
+                          value=value, limit=limit, lsl=lsl, usl=usl, message=message or f"{subject}: {kind}")
+            entry.raised, entry.active_run, entry.clear_run = alert, 0, 0
+            return alert
         if active:
             entry.clear_run = 0
             return None
@@ -169,8 +156,8 @@ class AlertTracker:
             return None
         raised = entry.raised
         del self._entries[key]
-        return AlertTransition(subject, kind, AlertState.CLEARED, raised.severity, ts_ns, value, limit, lsl, usl,
-                               message or f"{subject}: {kind} cleared")
+        return Alert(ts_ns=ts_ns, subject=subject, kind=kind, state=AlertState.CLEARED, severity=raised.severity,
+                     value=value, limit=limit, lsl=lsl, usl=usl, message=message or f"{subject}: {kind} cleared")
 
     def inside_margin(self, value: float, limit: float = math.nan, lsl: float = math.nan,
                       usl: float = math.nan) -> bool:
@@ -195,19 +182,19 @@ class AlertTracker:
         return True
 
     def clear(self, subject: str, kind: str | None = None, *, ts_ns: int, message: str = "") \
-            -> list[AlertTransition]:
+            -> list[Alert]:
         """Clear raised alerts of ``subject`` (one ``kind`` or all) at once, e.g. when it left the configuration."""
         out = []
         for key in [k for k in self._entries if k[0] == subject and (kind is None or k[1] == kind)]:
             entry = self._entries.pop(key)
             if entry.raised is not None:
                 r = entry.raised
-                out.append(AlertTransition(r.subject, r.kind, AlertState.CLEARED, r.severity, ts_ns,
-                                           message=message or f"{r.subject}: {r.kind} cleared"))
+                out.append(Alert(ts_ns=ts_ns, subject=r.subject, kind=r.kind, state=AlertState.CLEARED,
+                                 severity=r.severity, message=message or f"{r.subject}: {r.kind} cleared"))
         return out
 
-    def active(self) -> list[AlertTransition]:
-        """The raising transition of every alert currently raised, oldest first."""
+    def active(self) -> list[Alert]:
+        """Every alert currently raised, as it was raised (not numbered), oldest first."""
         return sorted((e.raised for e in self._entries.values() if e.raised is not None), key=lambda t: t.ts_ns)
 
     def is_active(self, subject: str, kind: str) -> bool:
@@ -218,7 +205,7 @@ class AlertTracker:
         """JSON-ready state (no NaN) to save with the statistics."""
         return {"v": STATE_VERSION, "alerts": [
             {"subject": s, "kind": k, "active_run": e.active_run, "clear_run": e.clear_run,
-             "raised": e.raised._plain() if e.raised else None}  # noqa: SLF001
+             "raised": _saved(e.raised) if e.raised else None}
             for (s, k), e in self._entries.items()]}
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -243,6 +230,6 @@ class AlertTracker:
                 raise ValueError(f"alert state {where}: {exc!s} is missing or invalid") from None
             raised = item.get("raised")
             tracker._entries[(subject, kind)] = _Entry(
-                raised=AlertTransition._from_plain(raised, where) if raised is not None else None,  # noqa: SLF001
+                raised=_restored(raised, where) if raised is not None else None,
                 active_run=max(active_run, 0), clear_run=max(clear_run, 0))
         return tracker

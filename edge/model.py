@@ -180,10 +180,13 @@ class Alert:
     ``kind`` names the condition (``out_of_spec``, ``nelson_1`` … ``nelson_8``, ``we_1`` … ``we_4``,
     ``cusum``, ``ewma``, ``cpk_low``, ``line_stopped``, ``instrument_offline``, ``spool_backlog``,
     ``data_dropped``). ``value`` is the value that crossed ``limit``; NaN where it does not apply.
+
+    The alert tracker (``floorwatch.edge.alerts``) decides an alert without a number (``seq`` None); the
+    gateway's outbox numbers it when it queues it for publishing, and only a numbered alert is encoded.
     """
 
     ts_ns: int
-    seq: int
+    seq: int | None = assigned_later(None, by="the outbox")  # None until the outbox numbers it
     subject: str
     kind: str
     state: AlertState

@@ -156,7 +156,7 @@ class Characteristic:
         cfg = self.config
         lsl = NAN if cfg.lsl is None else cfg.lsl
         usl = NAN if cfg.usl is None else cfg.usl
-        transitions = 0
+        changes = 0  # alerts raised or cleared by this point
         for check in self.checks:
             active = bool(bits & check.mask)
             kind = check.kind
@@ -181,16 +181,16 @@ class Characteristic:
                 message = f"{cfg.name}: {RULE_TEXT.get(kind, kind)} no longer seen"
             # out_of_spec clears only when the value is back inside by the hysteresis margin (the tracker
             # computes it from the limits); a control rule clears when the rule no longer fires
-            tr = self.alerts.update(cfg.name, kind, active, ts_ns=ts_ns, severity=check.severity,
-                                    value=value, limit=limit, lsl=lsl, usl=usl, message=message,
-                                    clearance_ok=None if kind == "out_of_spec" else True,
-                                    clear_after=None if kind == "out_of_spec" else self.rule_clear_after)
-            if tr is not None:
-                self.outbox.alert(tr)
-                transitions += 1
+            alert = self.alerts.update(cfg.name, kind, active, ts_ns=ts_ns, severity=check.severity,
+                                       value=value, limit=limit, lsl=lsl, usl=usl, message=message,
+                                       clearance_ok=None if kind == "out_of_spec" else True,
+                                       clear_after=None if kind == "out_of_spec" else self.rule_clear_after)
+            if alert is not None:
+                self.outbox.alert(alert)
+                changes += 1
             if not active and not self.alerts.is_active(cfg.name, kind):
                 self.watch.discard(kind)
-        if transitions:
+        if changes:
             # the figures at the moment of the alert, right after it — at most every SNAPSHOT_GAP seconds
             # (a noisy process with many rules must not turn every point into a snapshot)
             if self.clock.monotonic() - self.snapshot_mono >= SNAPSHOT_GAP:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from floorwatch.edge.alerts import AlertTransition
 from floorwatch.edge.clock import Clock
 from floorwatch.edge.model import (
     Alert,
@@ -45,8 +44,8 @@ if TYPE_CHECKING:
 RecordKind = Literal["readings", "stats", "alert", "event"]
 Published = list[Reading] | StatsSnapshot | Alert | StatusEvent
 Listener = Callable[[RecordKind, Published], None]
-# A record waiting for its number: a snapshot or event with seq 0, or an alert transition (numbered as an Alert)
-Unnumbered = StatsSnapshot | StatusEvent | AlertTransition
+# A record waiting for its number: a snapshot or event with seq 0, or an alert with seq None
+Unnumbered = StatsSnapshot | StatusEvent | Alert
 
 
 # Not frozen, unlike the records it becomes: one is made per reading on the hot path, and a frozen dataclass's
@@ -116,12 +115,12 @@ class Outbox:
     def snapshot(self, snap: StatsSnapshot) -> None:
         self._others.append((self.topics.stats(snap.characteristic), snap))
 
-    def alert(self, transition: AlertTransition | None) -> None:
+    def alert(self, alert: Alert | None) -> None:
         """Queue an alert raised or cleared — the tracker's answer to an update: ``None`` when nothing changed."""
-        if transition is None:
+        if alert is None:
             return
         self.alert_changes += 1
-        self._others.append((self.topics.alert(transition.subject, transition.kind), transition))
+        self._others.append((self.topics.alert(alert.subject, alert.kind), alert))
 
     def event(self, subject: str, state: str, message: str = "", detail: dict[str, Any] | None = None) -> None:
         """Queue a status event (``events/<subject>``)."""
@@ -153,14 +152,11 @@ class Outbox:
 
     def _emit_one(self, topic: str, record: Unnumbered) -> None:
         seq = self.spool.issue()
-        kind: RecordKind = ("alert" if isinstance(record, AlertTransition)
+        kind: RecordKind = ("alert" if isinstance(record, Alert)
                             else "stats" if isinstance(record, StatsSnapshot) else "event")
         numbered: Alert | StatsSnapshot | StatusEvent
         try:
-            if isinstance(record, AlertTransition):
-                numbered = record.to_alert(seq)
-            else:
-                numbered = dataclasses.replace(record, seq=seq)
+            numbered = dataclasses.replace(record, seq=seq)
             payload = dumps(numbered)
         except Exception as exc:  # its number is published all the same, as an explained gap
             self.events.error("record_unencodable", kind=kind, seq=seq, error=f"{type(exc).__name__}: {exc}")

@@ -188,10 +188,10 @@ class StateStore:
                 self.events.warning("alert_state_not_restored", reason=str(exc))
         known = {*self.characteristics, *(cfg.name for cfg in self.instruments.configs), "spool", "gateway"}
         for subject in sorted({a.subject for a in alerts.active()} - known):
-            for tr in alerts.clear(subject, ts_ns=self.clock.now_ns(),
-                                   message=f"{subject} is no longer in the configuration"):
-                self.outbox.alert(tr)
-        for tr in alerts.active():
-            ch = self.characteristics.get(tr.subject)
+            for cleared in alerts.clear(subject, ts_ns=self.clock.now_ns(),
+                                        message=f"{subject} is no longer in the configuration"):
+                self.outbox.alert(cleared)
+        for raised in alerts.active():
+            ch = self.characteristics.get(raised.subject)
             if ch is not None:
-                ch.watch.add(tr.kind)  # a raised rule alert goes on being judged, and clears in time
+                ch.watch.add(raised.kind)  # a raised rule alert goes on being judged, and clears in time

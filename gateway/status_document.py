@@ -14,7 +14,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from floorwatch import edge
-from floorwatch.edge.alerts import AlertTransition
+from floorwatch.edge.model import Alert
 from floorwatch.gateway.characteristic import Characteristic
 from floorwatch.gateway.events import safe_url
 from floorwatch.gateway.instruments import InstrumentState
@@ -107,7 +107,7 @@ def _characteristic(ch: Characteristic, alerts: list[str]) -> dict[str, Any]:
     return entry
 
 
-def _alert(a: AlertTransition) -> dict[str, Any]:
+def _alert(a: Alert) -> dict[str, Any]:
     return {"subject": a.subject, "kind": a.kind, "severity": str(a.severity.value), "since_ns": a.ts_ns,
             "value": _num(a.value), "limit": _num(a.limit), "message": a.message}
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 
-from floorwatch.edge.alerts import AlertTracker, AlertTransition, clear_of_limits
+from floorwatch.edge.alerts import AlertTracker, clear_of_limits
 from floorwatch.edge.config import AlertsConfig
-from floorwatch.edge.model import AlertState, Severity, decode, encode
+from floorwatch.edge.model import Alert, AlertState, PayloadError, Severity, decode, encode
 
 LSL, USL = 11.95, 12.05
 
@@ -95,6 +96,18 @@ def test_state_round_trip_continues_exactly_where_it_left_off() -> None:
     assert whole == [(1, "raised"), (7, "cleared")]
 
 
+def test_the_saved_state_keeps_its_format_and_gives_back_the_raised_alert() -> None:
+    t = AlertTracker(AlertsConfig(debounce=1))
+    raised = t.update("bore", "out_of_spec", True, ts_ns=5, severity=Severity.CRITICAL, value=12.061,
+                      limit=USL, lsl=LSL, usl=USL, message="above USL")
+    saved = json.loads(json.dumps(t.state(), allow_nan=False))
+    # what state files written before alerts and published alerts became one record hold: no seq
+    assert list(saved["alerts"][0]["raised"].items()) == [
+        ("subject", "bore"), ("kind", "out_of_spec"), ("state", "raised"), ("severity", "critical"), ("ts_ns", 5),
+        ("value", 12.061), ("limit", USL), ("lsl", LSL), ("usl", USL), ("message", "above USL")]
+    assert AlertTracker.from_state(t.config, saved).active() == [raised]
+
+
 def test_damaged_state_is_a_clear_error() -> None:
     cfg = AlertsConfig()
     with pytest.raises(ValueError, match="v=1"):
@@ -108,15 +121,30 @@ def test_damaged_state_is_a_clear_error() -> None:
         AlertTracker.from_state(cfg, {"v": 1, "alerts": [3]})
 
 
-def test_transition_becomes_a_v1_alert_payload() -> None:
-    t = AlertTransition("bore", "out_of_spec", AlertState.RAISED, Severity.CRITICAL, 5, value=12.061,
-                        limit=USL, lsl=LSL, usl=USL, message="bore 12.061 mm above USL 12.05 mm")
-    alert = t.to_alert(seq=9)
+def test_a_tracked_alert_once_numbered_becomes_a_v1_alert_payload() -> None:
+    t = Alert(5, subject="bore", kind="out_of_spec", state=AlertState.RAISED, severity=Severity.CRITICAL,
+              value=12.061, limit=USL, lsl=LSL, usl=USL, message="bore 12.061 mm above USL 12.05 mm")
+    alert = replace(t, seq=9)
     data = encode(alert)
     assert data["seq"] == 9 and data["state"] == "raised" and data["severity"] == "critical"
     assert decode(data) == alert
-    plain = AlertTransition("gw", "spool_backlog", AlertState.CLEARED, Severity.INFO, 1).to_alert(3)
+    plain = replace(Alert(1, subject="gw", kind="spool_backlog", state=AlertState.CLEARED, severity=Severity.INFO),
+                    seq=3)
     assert encode(plain)["value"] is None and math.isnan(plain.value)
+
+
+def test_an_alert_leaves_the_gateway_only_numbered() -> None:
+    tracker = AlertTracker(AlertsConfig(debounce=1))
+    raised = tracker.update("bore", "out_of_spec", True, ts_ns=5, severity=Severity.CRITICAL, value=12.061,
+                            limit=USL, lsl=LSL, usl=USL)
+    assert raised is not None and raised.seq is None  # the tracker decides; the outbox numbers
+    with pytest.raises(PayloadError, match="alert has no seq yet: the outbox assigns it"):
+        encode(raised)
+    unnumbered = {**encode(replace(raised, seq=9)), "seq": None}
+    with pytest.raises(PayloadError, match="alert payload lacks field 'seq'"):
+        decode(unnumbered)
+    with pytest.raises(PayloadError, match="alert payload lacks field 'seq'"):
+        decode({k: v for k, v in unnumbered.items() if k != "seq"})
 
 
 def test_threshold_alerts_clear_plainly_unless_the_caller_asks_for_hysteresis() -> None:

@@ -81,14 +81,14 @@ def gateway_messages() -> list[tuple[str, bytes]]:
         if minute == 5:
             seq += 4  # four records that never arrive: a gap
     out.append((t.alert("bore_diameter", "out_of_spec"), dumps(Alert(
-        T0 + 250 * S, nxt(), "bore_diameter", "out_of_spec", AlertState.RAISED, Severity.CRITICAL, 12.07, 12.05,
-        11.95, 12.05, "bore_diameter 12.070 mm above USL 12.05 mm"))))
+        T0 + 250 * S, "bore_diameter", "out_of_spec", AlertState.RAISED, Severity.CRITICAL, 12.07, 12.05,
+        11.95, 12.05, "bore_diameter 12.070 mm above USL 12.05 mm", seq=nxt()))))
     out.append((t.alert("bore_diameter", "out_of_spec"), dumps(Alert(
-        T0 + 260 * S, nxt(), "bore_diameter", "out_of_spec", AlertState.CLEARED, Severity.CRITICAL,
-        message="bore_diameter back within spec"))))
+        T0 + 260 * S, "bore_diameter", "out_of_spec", AlertState.CLEARED, Severity.CRITICAL,
+        message="bore_diameter back within spec", seq=nxt()))))
     out.append((t.alert("parts_produced", "line_stopped"), dumps(Alert(
-        T0 + 400 * S, nxt(), "parts_produced", "line_stopped", AlertState.RAISED, Severity.WARNING,
-        message="no new part for 120 s"))))
+        T0 + 400 * S, "parts_produced", "line_stopped", AlertState.RAISED, Severity.WARNING,
+        message="no new part for 120 s", seq=nxt()))))
     out.append((t.event("spool"), dumps(StatusEvent(T0 + 500 * S, nxt(), "spool", "backlog",
                                                     detail={"backlog": 1200}))))
     out.append((t.event("spool"), dumps(StatusEvent(T0 + 550 * S, nxt(), "spool", "dropped", "disk budget full",

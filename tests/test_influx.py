@@ -50,7 +50,7 @@ def test_stats_alert_event_and_integrity_points():
     assert fields["cp"] == "1.6" and "cpk" not in fields and "xbar" not in fields  # NaN left out
     assert fields["n"] == "30i" and fields["rules"] == "5i" and fields["baseline_done"] == "true"
     assert fields["lsl"] == "11.95" and fields["usl"] == "12.05" and "nominal" not in fields
-    a = Alert(T, 10, "bore_diameter", "out_of_spec", AlertState.CLEARED, Severity.CRITICAL, message="ok again")
+    a = Alert(T, "bore_diameter", "out_of_spec", AlertState.CLEARED, Severity.CRITICAL, message="ok again", seq=10)
     assert points.alert_point(ORIGIN, a).to_line_protocol() == (
         "alert,gateway=gw-01,kind=out_of_spec,line=line-3,severity=critical,site=dongguan-2,subject=bore_diameter "
         f'active=0i,message="ok again",seq=10i,state="cleared" {T}')
@@ -104,6 +104,7 @@ def test_writer_gives_up_only_when_told_to_stop(victoria):
 
 
 def test_text_fields_never_break_the_line():
-    a = Alert(T, 3, "bore_diameter", "out_of_spec", AlertState.RAISED, Severity.CRITICAL, message="line 1\nline 2\r")
+    a = Alert(T, "bore_diameter", "out_of_spec", AlertState.RAISED, Severity.CRITICAL, message="line 1\nline 2\r",
+              seq=3)
     line = points.alert_point(ORIGIN, a).to_line_protocol()
     assert "\n" not in line and 'message="line 1 line 2 "' in line
