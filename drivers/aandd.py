@@ -48,7 +48,9 @@ from floorwatch.drivers.simulate.pty import PtySimulator
 from floorwatch.drivers.simulate.scenario import SCENARIOS, Event, Scenario
 from floorwatch.drivers.weighing import ScaleDriver, ScaleOptions
 from floorwatch.edge.clock import Clock
-from floorwatch.edge.model import Measurement, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus
+
+OVERLOAD, UNDERLOAD = MeasurementStatus.OVERLOAD, MeasurementStatus.UNDERLOAD
 
 
 class AanddOptions(ScaleOptions):
@@ -66,7 +68,7 @@ _ERRORS = {
     b"11": "unstable (could not weigh stably)",
 }
 _UNITS = {"PC": "pcs", "pc": "pcs"}
-_STATUS = {b"ST": Status.OK, b"QT": Status.OK, b"US": Status.UNSTABLE}
+_STATUS = {b"ST": MeasurementStatus.OK, b"QT": MeasurementStatus.OK, b"US": MeasurementStatus.UNSTABLE}
 
 
 def parser(options: AanddOptions | None) -> Parser:
@@ -74,9 +76,9 @@ def parser(options: AanddOptions | None) -> Parser:
 
     >>> p = parser(None)
     >>> p(b"ST,+001234.5  g\\r\\n")
-    Measurement(ts_ns=None, instrument='', value=1234.5, unit='g', status=<Status.OK: 'ok'>, channel='', detail='')
+    Measurement(ts_ns=None, instrument='', value=1234.5, unit='g', status=<MeasurementStatus.OK: 'ok'>, channel='', detail='')
     >>> p(b"OL,+999999.9  g\\r\\n").status
-    <Status.OVERLOAD: 'overload'>
+    <MeasurementStatus.OVERLOAD: 'overload'>
     >>> p(b"QT,+0000125 PC\\r\\n").unit
     'pcs'
     >>> p(b"EC,E11\\r\\n")
@@ -98,8 +100,8 @@ def parser(options: AanddOptions | None) -> Parser:
         if m is not None:
             unit = m[2].decode() if m[2] else ""
             if m[1] == b"-":
-                return error_value("OL: underload (below the zero range)", Status.UNDERLOAD, unit=unit)
-            return error_value("OL: overload (above the weighing range)", Status.OVERLOAD, unit=unit)
+                return error_value("OL: underload (below the zero range)", UNDERLOAD, unit=unit)
+            return error_value("OL: overload (above the weighing range)", OVERLOAD, unit=unit)
         m = _EC.fullmatch(body)
         if m is not None:
             return Ignored(f"EC,E{m[1].decode()}: {_ERRORS.get(m[1], 'unknown error code')}")

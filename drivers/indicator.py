@@ -38,7 +38,9 @@ from floorwatch.drivers.simulate.pty import PtySimulator
 from floorwatch.drivers.simulate.scenario import SCENARIOS, Event, Scenario
 from floorwatch.drivers.weighing import ScaleDriver, WeighingOptions
 from floorwatch.edge.clock import Clock
-from floorwatch.edge.model import Measurement, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus
+
+OVERLOAD, UNDERLOAD = MeasurementStatus.OVERLOAD, MeasurementStatus.UNDERLOAD
 
 
 class IndicatorOptions(WeighingOptions):
@@ -57,11 +59,11 @@ def parser(options: IndicatorOptions | None) -> Parser:
 
     >>> p = parser(None)
     >>> p(b"ST,GS,+  4.876kg\\r\\n")
-    Measurement(ts_ns=None, instrument='', value=4.876, unit='kg', status=<Status.OK: 'ok'>, channel='', detail='gross')
+    Measurement(ts_ns=None, instrument='', value=4.876, unit='kg', status=<MeasurementStatus.OK: 'ok'>, channel='', detail='gross')
     >>> p(b"US,NT,-  0.020kg\\r\\n").status
-    <Status.UNSTABLE: 'unstable'>
+    <MeasurementStatus.UNSTABLE: 'unstable'>
     >>> p(b"OL,GS,+ 99.999kg\\r\\n").status
-    <Status.OVERLOAD: 'overload'>
+    <MeasurementStatus.OVERLOAD: 'overload'>
     """
     match_value = _VALUE.fullmatch
 
@@ -74,13 +76,14 @@ def parser(options: IndicatorOptions | None) -> Parser:
             value = float(m[4])
             if m[3] == b"-":
                 value = -value
-            return Measurement(value, m[5].decode(), Status.OK if m[1] == b"ST" else Status.UNSTABLE, "", _KIND[m[2]])
+            status = MeasurementStatus.OK if m[1] == b"ST" else MeasurementStatus.UNSTABLE
+            return Measurement(value, m[5].decode(), status, "", _KIND[m[2]])
         m = _OL.fullmatch(body)
         if m is not None:
             unit = m[3].decode()
             if m[2] == b"-":
-                return error_value("OL: underload (below the zero range)", Status.UNDERLOAD, unit=unit)
-            return error_value("OL: overload (above the indicator's range)", Status.OVERLOAD, unit=unit)
+                return error_value("OL: underload (below the zero range)", UNDERLOAD, unit=unit)
+            return error_value("OL: overload (above the indicator's range)", OVERLOAD, unit=unit)
         if not body:
             return Ignored("empty line")
         return Rejected(f"not an indicator line (expected e.g. 'ST,GS,+  4.876kg'): {frame[:40]!r}")

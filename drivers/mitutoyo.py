@@ -50,7 +50,7 @@ from floorwatch.drivers.serial_port import SerialDriver, SerialLink, error_value
 from floorwatch.drivers.simulate.pty import PtySimulator
 from floorwatch.drivers.simulate.scenario import SCENARIOS, Event, Scenario
 from floorwatch.edge.clock import Clock
-from floorwatch.edge.model import Measurement, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus
 
 
 class MitutoyoOptions(BaseModel):
@@ -86,7 +86,7 @@ def mitutoyo_parser(options: MitutoyoOptions | None) -> Parser:
 
     >>> p = mitutoyo_parser(None)
     >>> p(b"01A+0000.123\\r")
-    Measurement(ts_ns=None, instrument='', value=0.123, unit='mm', status=<Status.OK: 'ok'>, channel='', detail='')
+    Measurement(ts_ns=None, instrument='', value=0.123, unit='mm', status=<MeasurementStatus.OK: 'ok'>, channel='', detail='')
     >>> p(b"01A-00012.345\\r").value
     -12.345
     >>> p(b"912\\r").detail
@@ -105,7 +105,7 @@ def mitutoyo_parser(options: MitutoyoOptions | None) -> Parser:
             value = float(m[3])
             if m[2] == b"-":
                 value = -value
-            return Measurement(value, unit, Status.OK, m[1].decode() if mux else "")
+            return Measurement(value, unit, MeasurementStatus.OK, m[1].decode() if mux else "")
         m = match_err(body)
         if m is not None:
             what = _MITUTOYO_ERRORS.get(m[2], "unknown error")
@@ -129,7 +129,7 @@ def uwave_parser(options: UwaveOptions | None) -> Parser:
 
     >>> p = uwave_parser(None)
     >>> p(b"DT10001+00012.345M\\r")
-    Measurement(ts_ns=None, instrument='', value=12.345, unit='mm', status=<Status.OK: 'ok'>, channel='0001', detail='')
+    Measurement(ts_ns=None, instrument='', value=12.345, unit='mm', status=<MeasurementStatus.OK: 'ok'>, channel='0001', detail='')
     >>> d = p(b"DT10102-0.5000I\\r"); d.value, d.unit, d.channel
     (-0.5, 'inch', '0102')
     >>> p(b"ST104\\r").detail
@@ -149,7 +149,7 @@ def uwave_parser(options: UwaveOptions | None) -> Parser:
             if m[4] == b"-":
                 value = -value
             unit = "mm" if m[6] == b"M" else "inch" if m[6] == b"I" else default_unit
-            return Measurement(value, unit, Status.OK, (m[2] + m[3]).decode())
+            return Measurement(value, unit, MeasurementStatus.OK, (m[2] + m[3]).decode())
         m = match_status(body)
         if m is not None:
             code = m[4]

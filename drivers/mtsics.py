@@ -48,7 +48,7 @@ from floorwatch.drivers.simulate.pty import PtySimulator
 from floorwatch.drivers.simulate.scenario import SCENARIOS, Event, Scenario
 from floorwatch.drivers.weighing import ScaleDriver, ScaleOptions
 from floorwatch.edge.clock import Clock
-from floorwatch.edge.model import Measurement, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus
 
 
 class MtsicsOptions(ScaleOptions):
@@ -75,18 +75,19 @@ def parser(options: MtsicsOptions | None) -> Parser:
 
     >>> p = parser(None)
     >>> p(b"S S     100.00 g\\r\\n")
-    Measurement(ts_ns=None, instrument='', value=100.0, unit='g', status=<Status.OK: 'ok'>, channel='', detail='')
+    Measurement(ts_ns=None, instrument='', value=100.0, unit='g', status=<MeasurementStatus.OK: 'ok'>, channel='', detail='')
     >>> p(b"S D    -  0.12 kg\\r\\n").status
-    <Status.UNSTABLE: 'unstable'>
+    <MeasurementStatus.UNSTABLE: 'unstable'>
     >>> p(b"S +\\r\\n").status
-    <Status.OVERLOAD: 'overload'>
+    <MeasurementStatus.OVERLOAD: 'overload'>
     >>> p(b"S I\\r\\n")
     Ignored(what='S I: weighing command not executed (balance busy, or not stable in time)')
     >>> p(b"ET\\r\\n").what
     'ET: transmission error — check port settings (baud rate, parity) and cable'
     """
     match_weight, match_status = _WEIGHT.fullmatch, _STATUS.fullmatch
-    OK, UNSTABLE = Status.OK, Status.UNSTABLE
+    OK, UNSTABLE = MeasurementStatus.OK, MeasurementStatus.UNSTABLE
+    OVERLOAD, UNDERLOAD = MeasurementStatus.OVERLOAD, MeasurementStatus.UNDERLOAD
 
     def parse(frame: bytes) -> ParseResult:
         body = strip_frame(frame)
@@ -99,9 +100,9 @@ def parser(options: MtsicsOptions | None) -> Parser:
         m = match_status(body)
         if m is not None:
             if m[1] == b"+":
-                return error_value("S +: overload (weight above the balance's range)", Status.OVERLOAD)
+                return error_value("S +: overload (weight above the balance's range)", OVERLOAD)
             if m[1] == b"-":
-                return error_value("S -: underload (weight below zero range; is the pan on?)", Status.UNDERLOAD)
+                return error_value("S -: underload (weight below zero range; is the pan on?)", UNDERLOAD)
             return Ignored("S I: weighing command not executed (balance busy, or not stable in time)")
         m = _ERROR.fullmatch(body)
         if m is not None:

@@ -43,7 +43,7 @@ from floorwatch.drivers.simulate.pty import PtySimulator
 from floorwatch.drivers.simulate.scenario import SCENARIOS, Event, Scenario
 from floorwatch.drivers.weighing import ScaleDriver, ScaleOptions
 from floorwatch.edge.clock import Clock
-from floorwatch.edge.model import Measurement, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus
 
 
 class OhausOptions(ScaleOptions):
@@ -65,9 +65,9 @@ def parser(options: OhausOptions | None) -> Parser:
 
     >>> p = parser(None)
     >>> p(b"    123.45 g    \\r\\n")
-    Measurement(ts_ns=None, instrument='', value=123.45, unit='g', status=<Status.OK: 'ok'>, channel='', detail='')
+    Measurement(ts_ns=None, instrument='', value=123.45, unit='g', status=<MeasurementStatus.OK: 'ok'>, channel='', detail='')
     >>> p(b"   -12.5 kg ?\\r\\n").status
-    <Status.UNSTABLE: 'unstable'>
+    <MeasurementStatus.UNSTABLE: 'unstable'>
     >>> p(b"  100.00 g   N\\r\\n").detail
     'net'
     """
@@ -83,8 +83,8 @@ def parser(options: OhausOptions | None) -> Parser:
             if m[1] == b"-":
                 value = -value
             unstable = m[4] is not None or m[6] is not None
-            return Measurement(value, m[3].decode(), Status.UNSTABLE if unstable else Status.OK, "",
-                           _DETAIL[m[5] or b""])
+            status = MeasurementStatus.UNSTABLE if unstable else MeasurementStatus.OK
+            return Measurement(value, m[3].decode(), status, "", _DETAIL[m[5] or b""])
         if not body:
             return Ignored("empty line")
         if _ECHO.fullmatch(body):

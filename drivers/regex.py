@@ -44,7 +44,7 @@ from floorwatch.drivers.base import (
 )
 from floorwatch.drivers.framing import NUMBER, Framer, strip_frame, unescape
 from floorwatch.drivers.serial_port import SerialDriver, SerialLink
-from floorwatch.edge.model import Measurement, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus
 
 _NUMBER = re.compile(rb"([+-]?)[ ]*(" + NUMBER + rb")")
 _GROUPS = {"value", "unit", "status", "channel"}
@@ -92,7 +92,7 @@ def parser(options: RegexOptions | None) -> Parser:
     >>> p = parser(RegexOptions(pattern=r"T=(?P<value>[+-]?\d+\.\d+)(?P<unit>mm|in) (?P<status>OK|OVER)",
     ...                         status_map={"OK": "ok", "OVER": "overload"}))
     >>> p(b"T=+0.512mm OK\r\n")
-    Measurement(ts_ns=None, instrument='', value=0.512, unit='mm', status=<Status.OK: 'ok'>, channel='', detail='')
+    Measurement(ts_ns=None, instrument='', value=0.512, unit='mm', status=<MeasurementStatus.OK: 'ok'>, channel='', detail='')
     >>> p(b"T=+0.512mm OKAY\r\n").reason
     "line does not match the configured pattern: b'T=+0.512mm OKAY\\r\\n'"
     >>> parser(RegexOptions(pattern=r"(?P<value>\S+)"))(b"nan\r\n").reason
@@ -104,7 +104,7 @@ def parser(options: RegexOptions | None) -> Parser:
     match = rx.fullmatch
     has_unit, has_status, has_channel = (g in rx.groupindex for g in ("unit", "status", "channel"))
     default_unit = options.unit
-    status_map = {k.encode(): Status(v) for k, v in options.status_map.items()}
+    status_map = {k.encode(): MeasurementStatus(v) for k, v in options.status_map.items()}
     number = _NUMBER.fullmatch
     term = unescape(options.terminator)
     tlen = len(term)
@@ -123,7 +123,7 @@ def parser(options: RegexOptions | None) -> Parser:
         value = float(n[2])
         if n[1] == b"-":
             value = -value
-        status = Status.OK
+        status = MeasurementStatus.OK
         if has_status and m["status"] is not None:  # an optional status group that did not take part: ok
             text = m["status"]
             status = status_map.get(text)  # type: ignore[assignment]

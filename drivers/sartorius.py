@@ -50,7 +50,7 @@ from floorwatch.drivers.simulate.pty import PtySimulator
 from floorwatch.drivers.simulate.scenario import SCENARIOS, Event, Scenario
 from floorwatch.drivers.weighing import ScaleDriver, ScaleOptions
 from floorwatch.edge.clock import Clock
-from floorwatch.edge.model import Measurement, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus
 
 
 class SartoriusOptions(ScaleOptions):
@@ -76,13 +76,13 @@ def parser(options: SartoriusOptions | None) -> Parser:
 
     >>> p = parser(None)
     >>> p(b"+   123.56 g  \\r\\n")
-    Measurement(ts_ns=None, instrument='', value=123.56, unit='g', status=<Status.OK: 'ok'>, channel='', detail='')
+    Measurement(ts_ns=None, instrument='', value=123.56, unit='g', status=<MeasurementStatus.OK: 'ok'>, channel='', detail='')
     >>> p(b"-    12.30     \\r\\n").status
-    <Status.UNSTABLE: 'unstable'>
+    <MeasurementStatus.UNSTABLE: 'unstable'>
     >>> p(b"N     +   123.56 g  \\r\\n").detail
     'N'
     >>> p(b"        High      \\r\\n").status
-    <Status.OVERLOAD: 'overload'>
+    <MeasurementStatus.OVERLOAD: 'overload'>
     >>> p(b"Err 101\\r\\n").detail
     'Err 101: the balance reports error 101 (see its manual)'
     """
@@ -94,9 +94,10 @@ def parser(options: SartoriusOptions | None) -> Parser:
         if m is not None:
             word = m[2]
             if word == b"High":
-                return error_value("High: overload (above the weighing range)", Status.OVERLOAD)
+                return error_value("High: overload (above the weighing range)", MeasurementStatus.OVERLOAD)
             if word == b"Low":
-                return error_value("Low: underload (below the zero range; is the pan on?)", Status.UNDERLOAD)
+                return error_value("Low: underload (below the zero range; is the pan on?)",
+                                   MeasurementStatus.UNDERLOAD)
             code = m[3].decode()
             return error_value(f"Err {code}: the balance reports error {code} (see its manual)")
         if _STAT.fullmatch(body):
@@ -110,8 +111,8 @@ def parser(options: SartoriusOptions | None) -> Parser:
             if m[3] == b"-":
                 value = -value
             if m[5]:
-                return Measurement(value, m[5].decode(), Status.OK, "", ident.decode())
-            return Measurement(value, "", Status.UNSTABLE, "", ident.decode())
+                return Measurement(value, m[5].decode(), MeasurementStatus.OK, "", ident.decode())
+            return Measurement(value, "", MeasurementStatus.UNSTABLE, "", ident.decode())
         if not body:
             return Ignored("empty line")
         return Rejected(f"not a Sartorius print line (expected e.g. '+   123.56 g  '): {frame[:40]!r}")

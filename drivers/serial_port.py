@@ -53,7 +53,7 @@ from floorwatch.drivers.framing import Framer
 from floorwatch.edge.backoff import Backoff
 from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
 from floorwatch.edge.config import InstrumentConfig, SerialSettings
-from floorwatch.edge.model import Measurement, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus
 
 BY_ID = Path("/dev/serial/by-id")
 _RENUMBERED = re.compile(r"/dev/tty(?:USB|ACM)\d+")
@@ -508,6 +508,7 @@ def permission_fix(path: str) -> str:
             f"sudo usermod -aG {group.gr_name} {user}, then log in again or restart the floorwatch service")
 
 
-def error_value(detail: str, status: Status = Status.ERROR, channel: str = "", unit: str = "") -> Measurement:
+def error_value(detail: str, status: MeasurementStatus = MeasurementStatus.ERROR, channel: str = "",
+                unit: str = "") -> Measurement:
     """An instrument-reported failure: a measurement with status and reason, and no number (NaN)."""
     return Measurement(value=math.nan, unit=unit, status=status, channel=channel, detail=detail)

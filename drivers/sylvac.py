@@ -47,7 +47,7 @@ from floorwatch.drivers.serial_port import SerialDriver, SerialLink, error_value
 from floorwatch.drivers.simulate.pty import PtySimulator
 from floorwatch.drivers.simulate.scenario import SCENARIOS, Event, Scenario
 from floorwatch.edge.clock import Clock
-from floorwatch.edge.model import Measurement, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus
 
 
 class SylvacOptions(BaseModel):
@@ -80,7 +80,7 @@ def parser(options: SylvacOptions | None) -> Parser:
 
     >>> p = parser(None)
     >>> p(b"+012.345\\r")
-    Measurement(ts_ns=None, instrument='', value=12.345, unit='mm', status=<Status.OK: 'ok'>, channel='', detail='')
+    Measurement(ts_ns=None, instrument='', value=12.345, unit='mm', status=<MeasurementStatus.OK: 'ok'>, channel='', detail='')
     >>> p(b" 001.200>\\r").detail
     'above tolerance'
     >>> p(b"ERR3\\r").detail
@@ -98,7 +98,7 @@ def parser(options: SylvacOptions | None) -> Parser:
             value = float(m[2])
             if m[1] == b"-":
                 value = -value
-            return Measurement(value, unit, Status.OK, "", _TOLERANCE[m[3]])
+            return Measurement(value, unit, MeasurementStatus.OK, "", _TOLERANCE[m[3]])
         m = match_err(body)
         if m is not None:
             return error_value(f"ERR{m[1].decode()}: {_ERRORS.get(m[1], 'unknown error')}")

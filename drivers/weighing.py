@@ -22,10 +22,10 @@ Scales whose frames carry no stability flag (the XK3190 binary frame) report eve
 them ``settle_readings`` > 1 asks for that many consecutive readings within ``settle_band`` of each other
 before a reading counts as stable in ``part`` and ``stable`` modes.
 
->>> from floorwatch.edge.model import Measurement, Status
+>>> from floorwatch.edge.model import Measurement, MeasurementStatus
+>>> OK, UNSTABLE = MeasurementStatus.OK, MeasurementStatus.UNSTABLE
 >>> w = PartWeigher(WeighingOptions(weighing="part", threshold=5, zero_band=0.5))
->>> stream = [(0.0, Status.OK), (80.1, Status.UNSTABLE), (100.2, Status.OK), (100.2, Status.OK),
-...           (0.1, Status.OK), (99.8, Status.OK), (99.8, Status.OK), (0.0, Status.OK)]
+>>> stream = [(0.0, OK), (80.1, UNSTABLE), (100.2, OK), (100.2, OK), (0.1, OK), (99.8, OK), (99.8, OK), (0.0, OK)]
 >>> [d.value for v, s in stream if (d := w(Measurement(v, "g", s))) is not None]
 [100.2, 99.8]
 """
@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from floorwatch.drivers.serial_port import SerialDriver, SerialLink
 from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
 from floorwatch.edge.config import InstrumentConfig
-from floorwatch.edge.model import Measurement, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus
 
 
 class WeighingOptions(BaseModel):
@@ -79,7 +79,7 @@ class PartWeigher:
         self.threshold = options.threshold
         self.zero_band = options.zero_band
         self.armed = True  # an empty pan is assumed at start; a part already on the pan is weighed once
-        self._last_fault: tuple[Status, str] | None = None
+        self._last_fault: tuple[MeasurementStatus, str] | None = None
         self._settle = options.settle_readings
         self._band = options.settle_band
         self._recent: collections.deque[float] = collections.deque(maxlen=options.settle_readings)
@@ -88,14 +88,14 @@ class PartWeigher:
         if self.mode == "all":
             return d
         status = d.status
-        if status is Status.UNSTABLE:
+        if status is MeasurementStatus.UNSTABLE:
             self._recent.clear()
             # the pan is empty even if the scale has not called it stable yet: on a fast line the next part
             # is put on before that happens, and it must still count
             if self.mode == "part" and abs(d.value) <= self.zero_band:
                 self.armed = True
             return None
-        if status is not Status.OK or not math.isfinite(d.value):
+        if status is not MeasurementStatus.OK or not math.isfinite(d.value):
             self._recent.clear()
             fault = (status, d.detail)
             if fault == self._last_fault:

@@ -42,7 +42,7 @@ from floorwatch.drivers.simulate.pty import PtySimulator
 from floorwatch.drivers.simulate.scenario import SCENARIOS, Event, Scenario
 from floorwatch.drivers.weighing import ScaleDriver, WeighingOptions
 from floorwatch.edge.clock import Clock
-from floorwatch.edge.model import Measurement, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus
 
 
 class Xk3190Options(WeighingOptions):
@@ -97,7 +97,7 @@ def parser(options: Xk3190Options | None) -> Parser:
 
     >>> p = parser(None)
     >>> p(b"\\x02+00123421D\\x03")
-    Measurement(ts_ns=None, instrument='', value=12.34, unit='kg', status=<Status.OK: 'ok'>, channel='', detail='')
+    Measurement(ts_ns=None, instrument='', value=12.34, unit='kg', status=<MeasurementStatus.OK: 'ok'>, channel='', detail='')
     >>> p(b"\\x02+00123421=\\x03").value
     12.34
     >>> p(b"\\x02+00123421E\\x03").reason
@@ -120,7 +120,7 @@ def parser(options: Xk3190Options | None) -> Parser:
                 "(noise on the line, or a different frame format)"
             )
         value = int(m[2]) / scale[m[3][0] - 0x30]
-        return Measurement(-value if m[1] == b"-" else value, unit, Status.OK)
+        return Measurement(-value if m[1] == b"-" else value, unit, MeasurementStatus.OK)
 
     return parse
 

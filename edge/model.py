@@ -48,7 +48,7 @@ def _unassigned(obj: Any) -> Field[Any] | None:
     return None
 
 
-class Status(StrEnum):
+class MeasurementStatus(StrEnum):
     """State of one measured value as the instrument reported it."""
 
     OK = "ok"
@@ -90,7 +90,7 @@ class Measurement:
     instrument: str = assigned_later("", by="the driver")  # "" until the driver stamps it
     value: float
     unit: str = ""
-    status: Status = Status.OK
+    status: MeasurementStatus = MeasurementStatus.OK
     channel: str = ""
     detail: str = ""
 
@@ -114,7 +114,7 @@ class Reading:
     characteristic: str
     value: float
     unit: str
-    status: Status = Status.OK
+    status: MeasurementStatus = MeasurementStatus.OK
     part_id: str | None = None
     lot: str | None = None
 
@@ -221,7 +221,7 @@ _TYPES: dict[str, type] = {
     "measurement": Measurement,
 }
 _NAMES = {cls: name for name, cls in _TYPES.items()}
-_ENUMS = {"status": Status, "severity": Severity, "state": AlertState}
+_ENUMS = {"status": MeasurementStatus, "severity": Severity, "state": AlertState}
 
 
 class PayloadError(ValueError):
@@ -278,7 +278,7 @@ def decode(data: dict[str, Any]) -> Reading | StatsSnapshot | Alert | StatusEven
 def _coerce(kind: str, name: str, annotation: Any, value: Any) -> Any:
     ann = str(annotation)
     try:
-        if name in _ENUMS and ann in ("Status", "Severity", "AlertState"):
+        if name in _ENUMS and ann in ("MeasurementStatus", "Severity", "AlertState"):
             return _ENUMS[name](value)
         if ann == "float":
             if value is None:
@@ -393,7 +393,7 @@ def decode_batch(data: dict[str, Any]) -> list[Reading]:
                     characteristic=characteristic,
                     value=math.nan if value is None else float(value),
                     unit=unit,
-                    status=Status(status),
+                    status=MeasurementStatus(status),
                     part_id=part,
                     lot=lot,
                 )

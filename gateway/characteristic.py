@@ -21,7 +21,7 @@ from floorwatch.drivers.units import convert
 from floorwatch.edge.alerts import AlertTracker
 from floorwatch.edge.clock import Clock
 from floorwatch.edge.config import CharacteristicConfig
-from floorwatch.edge.model import Measurement, Severity, StatsSnapshot, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus, Severity, StatsSnapshot
 from floorwatch.edge.signals import alert_kinds
 from floorwatch.gateway.events import EventLog
 from floorwatch.gateway.outbox import Outbox, PendingReading
@@ -129,9 +129,9 @@ class Characteristic:
                 self.unit_errors += 1
                 self.events.warning("unit_unconvertible", characteristic=cfg.name, instrument=m.instrument,
                                     unit=m.unit, error=str(exc))
-                value, status = NAN, Status.ERROR
-        if not math.isfinite(value) and status is Status.OK:
-            status = Status.ERROR
+                value, status = NAN, MeasurementStatus.ERROR
+        if not math.isfinite(value) and status is MeasurementStatus.OK:
+            status = MeasurementStatus.ERROR
         # numbered when its batch is queued (Outbox.emit): the spool then holds numbers in order
         reading = PendingReading(m.ts_ns, m.instrument, cfg.name, value, unit, status)
         self.last = reading
@@ -139,10 +139,10 @@ class Characteristic:
         self.outbox.reading(reading)
         stats = self.stats
         if stats is None:
-            if status is Status.OK:
+            if status is MeasurementStatus.OK:
                 self._count(value)
             return
-        ok = status is Status.OK
+        ok = status is MeasurementStatus.OK
         bits = stats.push(value, ok)
         if ok:
             chart_point = True

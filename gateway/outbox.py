@@ -26,9 +26,9 @@ from floorwatch.edge.clock import Clock
 from floorwatch.edge.model import (
     Alert,
     AlertState,
+    MeasurementStatus,
     Reading,
     StatsSnapshot,
-    Status,
     StatusEvent,
     dumps,
     encode_batch,
@@ -60,7 +60,7 @@ class PendingReading:
     characteristic: str
     value: float
     unit: str
-    status: Status
+    status: MeasurementStatus
 
 
 def json_ready(obj: Any) -> Any:

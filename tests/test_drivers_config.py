@@ -18,7 +18,7 @@ from floorwatch.drivers.units import canonical, convert
 from floorwatch.drivers.weighing import PartWeigher, WeighingOptions
 from floorwatch.edge.clock import SYSTEM_CLOCK, ManualClock
 from floorwatch.edge.config import InstrumentConfig, SerialSettings, parse_config
-from floorwatch.edge.model import Measurement, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus
 from harness.serial_pty import Collector, instrument, wait_until
 
 SERIAL = [n for n in registry.names() if registry.get(n).transport == "serial"]
@@ -195,7 +195,7 @@ def _feed(weigher, stream):
     return out
 
 
-OK, UNSTABLE, OVER = Status.OK, Status.UNSTABLE, Status.OVERLOAD
+OK, UNSTABLE, OVER = MeasurementStatus.OK, MeasurementStatus.UNSTABLE, MeasurementStatus.OVERLOAD
 
 
 def test_part_mode_emits_once_per_part_and_needs_the_pan_empty_in_between():

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from floorwatch.drivers import registry
 from floorwatch.drivers.base import Ignored, Rejected
 from floorwatch.drivers.xk3190 import encode as xk_encode
-from floorwatch.edge.model import Measurement, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus
 
 SERIAL = [n for n in registry.names() if registry.get(n).transport == "serial"]
 REGEX_OPTIONS = {"pattern": r"W:(?P<value>[+-]?\d+\.\d+)(?P<unit>g|kg)(?: (?P<status>OK|MOV))?",
@@ -94,7 +94,7 @@ def test_arbitrary_bytes_never_raise(name, data):
     if isinstance(result, Measurement):
         assert isinstance(result.value, float)
         # a number only with a status; an instrument error never carries one
-        assert math.isfinite(result.value) == (result.status in (Status.OK, Status.UNSTABLE))
+        assert math.isfinite(result.value) == (result.status in (MeasurementStatus.OK, MeasurementStatus.UNSTABLE))
     elif isinstance(result, Rejected):
         assert result.reason
 

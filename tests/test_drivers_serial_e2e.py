@@ -14,7 +14,7 @@ from floorwatch.drivers import registry
 from floorwatch.drivers.mitutoyo import MitutoyoSimulator
 from floorwatch.drivers.simulate.scenario import Scenario
 from floorwatch.edge.clock import SYSTEM_CLOCK
-from floorwatch.edge.model import Status
+from floorwatch.edge.model import MeasurementStatus
 from harness.serial_pty import Collector, contiguous_in, instrument, wait_until
 
 CASES = [
@@ -72,9 +72,9 @@ async def test_driver_reads_what_the_simulator_sent_in_order(name, options):
     assert driver.health.connected is False  # cancelled: the port is closed
     if spec.name in ("mtsics", "aandd", "sartorius", "ohaus", "indicator"):
         statuses = {m.status for m in got.items}
-        assert Status.OK in statuses
+        assert MeasurementStatus.OK in statuses
     if options.get("command") == "S":
-        assert {m.status for m in got.items} == {Status.OK}  # S waits for a stable weight
+        assert {m.status for m in got.items} == {MeasurementStatus.OK}  # S waits for a stable weight
 
 
 async def test_polled_driver_sends_its_request_at_the_poll_interval():
@@ -160,7 +160,7 @@ async def test_part_weighing_emits_one_weight_per_part_from_a_streaming_scale():
     # the simulator sends eight readings per part (empty pan, settling, three stable, lifting off) …
     assert driver.health.frames_ok >= 6 * len(got.items)
     # … and the driver emits one stable weight per part
-    assert all(m.status is Status.OK and abs(m.value - 4.876) < 0.05 for m in got.items)
+    assert all(m.status is MeasurementStatus.OK and abs(m.value - 4.876) < 0.05 for m in got.items)
 
 
 async def test_check_weigher_mode_emits_every_stable_reading():
@@ -170,7 +170,7 @@ async def test_check_weigher_mode_emits_every_stable_reading():
         got = Collector()
         async with running(driver, got):
             await wait_until(lambda: len(got.items) >= 9, 10, "nine stable readings")
-    assert all(m.status is Status.OK and m.value >= 100 for m in got.items)
+    assert all(m.status is MeasurementStatus.OK and m.value >= 100 for m in got.items)
     # the simulator holds each part stable for three readings: they all come through
     values = got.values
     assert any(values[i] == values[i + 1] == values[i + 2] for i in range(len(values) - 2))
@@ -266,5 +266,5 @@ async def test_regex_driver_polls_with_its_request_and_reads_its_own_line_end(pt
         finally:
             loop.remove_reader(master)
     assert [(m.value, m.unit, m.status) for m in got.items[:3]] == [
-        (0.512, "mm", Status.OK), (0.6, "mm", Status.OVERLOAD), (-0.01, "mm", Status.OK)]
+        (0.512, "mm", MeasurementStatus.OK), (0.6, "mm", MeasurementStatus.OVERLOAD), (-0.01, "mm", MeasurementStatus.OK)]
     assert driver.health.frames_rejected == 1 and requests >= 4

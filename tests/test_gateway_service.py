@@ -16,7 +16,7 @@ import pytest
 
 from floorwatch.edge.clock import ManualClock
 from floorwatch.edge.config import parse_config
-from floorwatch.edge.model import AlertState, Measurement, Status, decode_batch, loads
+from floorwatch.edge.model import AlertState, Measurement, MeasurementStatus, decode_batch, loads
 from floorwatch.gateway.events import EventLog, safe_url
 from floorwatch.gateway.service import Gateway
 from harness._util import free_port
@@ -69,7 +69,7 @@ def spooled(gw: Gateway) -> list:
 
 
 def feed(gw: Gateway, clock: ManualClock, values, instrument="caliper-1", unit="mm", channel="",
-         status=Status.OK) -> None:
+         status=MeasurementStatus.OK) -> None:
     for v in values:
         clock.advance(0.01)
         gw.ingest(Measurement(v, unit, status, channel, ts_ns=clock.now_ns(), instrument=instrument))
@@ -104,7 +104,7 @@ def test_units_are_normalised_and_unconvertible_units_become_error_readings(tmp_
     feed(gw, clock, [12.0], unit="g")  # a scale wired to a length characteristic
     readings = [r for kind, obj, _ in spooled(gw) if kind == "readings" for r in obj]
     assert readings[0].unit == "mm" and math.isclose(readings[0].value, 12.0015)
-    assert readings[1].status is Status.ERROR and math.isnan(readings[1].value)
+    assert readings[1].status is MeasurementStatus.ERROR and math.isnan(readings[1].value)
     assert gw.characteristics["bore"].stats.snapshot().n_total == 1  # only the good one counted
     assert gw.characteristics["bore"].stats.snapshot().n_rejected == 1
     assert "event=unit_unconvertible" in log.getvalue() and "characteristic=bore" in log.getvalue()
@@ -228,7 +228,7 @@ def test_not_ok_and_garbage_values_never_enter_statistics(tmp_path):
     gw, _ = gateway(tmp_path, clock)
     feed(gw, clock, [12.0, 12.001])
     feed(gw, clock, [float("nan"), float("inf")])
-    feed(gw, clock, [99.0], status=Status.OVERLOAD)
+    feed(gw, clock, [99.0], status=MeasurementStatus.OVERLOAD)
     snap = gw.characteristics["bore"].stats.snapshot()
     assert snap.n_total == 2 and snap.n_rejected == 3 and snap.max == 12.001
     readings = [r for kind, obj, _ in spooled(gw) if kind == "readings" for r in obj]
@@ -528,8 +528,8 @@ def test_unrouted_channels_are_counted_in_bounded_memory(tmp_path):
     clock = ManualClock()
     gw, _ = gateway(tmp_path, clock)
     for i in range(MAX_UNROUTED + 500):
-        gw.ingest(Measurement(1.0, "mm", Status.OK, f"garbled-{i}", ts_ns=clock.now_ns(), instrument="caliper-1"))
-    gw.ingest(Measurement(1.0, "mm", Status.OK, "garbled-1", ts_ns=clock.now_ns(), instrument="caliper-1"))
+        gw.ingest(Measurement(1.0, "mm", MeasurementStatus.OK, f"garbled-{i}", ts_ns=clock.now_ns(), instrument="caliper-1"))
+    gw.ingest(Measurement(1.0, "mm", MeasurementStatus.OK, "garbled-1", ts_ns=clock.now_ns(), instrument="caliper-1"))
     assert len(gw.routes.unrouted) == MAX_UNROUTED and gw.routes.unrouted[("caliper-1", "garbled-1")] == 2
     gw.close()
 

@@ -12,14 +12,22 @@ import pytest
 from floorwatch.bridge import points
 from floorwatch.bridge.points import Origin, Spec
 from floorwatch.bridge.writer import InfluxTarget, InfluxWriter, WriteAborted
-from floorwatch.edge.model import Alert, AlertState, Reading, Severity, StatsSnapshot, Status, StatusEvent
+from floorwatch.edge.model import (
+    Alert,
+    AlertState,
+    MeasurementStatus,
+    Reading,
+    Severity,
+    StatsSnapshot,
+    StatusEvent,
+)
 
 ORIGIN = Origin("dongguan-2", "line-3", "gw-01")
 T = 1_700_000_000_000_000_000
 
 
 def test_reading_line_has_the_documented_tags_and_fields():
-    r = Reading(T, 42, "caliper-1", "bore_diameter", 11.9, "mm", Status.OK, part_id="P 1", lot="L,7")
+    r = Reading(T, 42, "caliper-1", "bore_diameter", 11.9, "mm", MeasurementStatus.OK, part_id="P 1", lot="L,7")
     line = points.reading_line(ORIGIN, r, Spec(12.0, 11.95, 12.05))
     assert line == ('reading,characteristic=bore_diameter,gateway=gw-01,instrument=caliper-1,line=line-3,'
                     'site=dongguan-2,unit=mm lot="L,7",out_of_spec=true,part_id="P 1",seq=42i,status="ok",'
@@ -27,7 +35,7 @@ def test_reading_line_has_the_documented_tags_and_fields():
 
 
 def test_a_reading_without_a_number_is_still_a_point_without_value():
-    r = Reading(T, 5, "scale-1", "net_weight", math.nan, "g", Status.OVERLOAD)
+    r = Reading(T, 5, "scale-1", "net_weight", math.nan, "g", MeasurementStatus.OVERLOAD)
     line = points.reading_line(ORIGIN, r, Spec(250.0, 247.5, 255.0))
     assert "value=" not in line and "out_of_spec" not in line
     assert 'seq=5i,status="overload"' in line

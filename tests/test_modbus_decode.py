@@ -14,7 +14,7 @@ from floorwatch.drivers.modbus.plan import plan_reads
 from floorwatch.drivers.modbus.points import ModbusOptions, Point
 from floorwatch.edge.clock import ManualClock
 from floorwatch.edge.config import InstrumentConfig
-from floorwatch.edge.model import Measurement, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus
 
 POINTS = [Point(name=f"{kind}_{order}", address=i * 4, type=kind, order=order)
           for i, (kind, order) in enumerate((k, o) for k in ("u16", "i16", "u32", "i32", "u64", "i64", "f32", "f64")
@@ -43,11 +43,11 @@ def test_arbitrary_register_contents_never_become_garbage(data):
             registers = data.draw(st.lists(st.integers(0, 0xFFFF), min_size=group.count, max_size=group.count))
             driver.decode_group(group, registers, out.append)
         for m in out:
-            if m.status is Status.OK:
+            if m.status is MeasurementStatus.OK:
                 assert math.isfinite(m.value), m
             else:
-                assert m.status is Status.ERROR and math.isnan(m.value) and m.detail, m
-        totals = [m.value for m in out if m.channel in ("count16", "count32") and m.status is Status.OK]
+                assert m.status is MeasurementStatus.ERROR and math.isnan(m.value) and m.detail, m
+        totals = [m.value for m in out if m.channel in ("count16", "count32") and m.status is MeasurementStatus.OK]
         assert all(t >= 0 for t in totals)
         clock.advance(1.0)
 
@@ -78,4 +78,4 @@ def test_a_scale_that_overflows_is_an_error_reading():
     out: list[Measurement] = []
     driver.decode_group(group, registers, out.append)
     huge = next(m for m in out if m.channel == "huge")
-    assert huge.status is Status.ERROR and math.isnan(huge.value) and "overflows" in huge.detail
+    assert huge.status is MeasurementStatus.ERROR and math.isnan(huge.value) and "overflows" in huge.detail

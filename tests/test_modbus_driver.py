@@ -16,7 +16,7 @@ from floorwatch.drivers.modbus.driver import ModbusDriver
 from floorwatch.drivers.modbus.points import DEFAULT_POINTS, ModbusOptions, Point
 from floorwatch.drivers.modbus.transport import RS485Error
 from floorwatch.edge.clock import SYSTEM_CLOCK, ManualClock
-from floorwatch.edge.model import Measurement, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus
 from harness.modbus_server import instrument_for
 
 pytestmark = pytest.mark.service
@@ -86,7 +86,7 @@ async def test_every_type_and_word_order_round_trips_through_a_real_server(modbu
     for p in points[:-3]:
         expected = _f32(VALUES["f32"]) if p.type == "f32" else float(VALUES[p.type])
         assert got[p.name].value == expected, p.name
-        assert got[p.name].status is Status.OK
+        assert got[p.name].status is MeasurementStatus.OK
     assert (got["scaled"].value, got["scaled"].unit) == (20.0, "degC")
     assert got["coil"].value == 1.0 and got["door_open"].value == 0.0
     # 80 registers of each table fit one request each; the two bits, one request each
@@ -229,9 +229,9 @@ async def test_nan_from_the_device_is_an_error_reading_not_a_number(modbus_tcp_s
     await driver.connect()
     await driver.poll(lambda m: got.__setitem__(m.channel, m))
     driver.close()
-    assert got["temperature"].status is Status.ERROR and math.isnan(got["temperature"].value)
+    assert got["temperature"].status is MeasurementStatus.ERROR and math.isnan(got["temperature"].value)
     assert "sensor fault" in got["temperature"].detail
-    assert got["pressure"].status is Status.OK
+    assert got["pressure"].status is MeasurementStatus.OK
 
 
 async def test_counter_above_its_configured_wrap_is_an_error_reading(modbus_tcp_server):
@@ -243,7 +243,7 @@ async def test_counter_above_its_configured_wrap_is_an_error_reading(modbus_tcp_
     await driver.connect()
     await driver.poll(got.append)
     driver.close()
-    assert [m.status for m in got] == [Status.ERROR] and "outside 0..999" in got[0].detail
+    assert [m.status for m in got] == [MeasurementStatus.ERROR] and "outside 0..999" in got[0].detail
     assert driver.health.frames_rejected == 1
 
 

@@ -24,7 +24,7 @@ from floorwatch.drivers.modbus.points import BIT_FUNCTIONS, ModbusOptions
 from floorwatch.drivers.modbus.simulator import ModbusSimulator
 from floorwatch.edge.clock import ManualClock
 from floorwatch.edge.config import InstrumentConfig
-from floorwatch.edge.model import Measurement, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus
 from harness.modbus_server import SimFactory, instrument_for
 
 CASES_DIR = Path(__file__).parent / "testcases" / "modbus"
@@ -50,7 +50,7 @@ class ExpectedReading:
     """What one channel must read at one step; None = not checked (status defaults to ok)."""
 
     value: float | None = None
-    status: Status = Status.OK
+    status: MeasurementStatus = MeasurementStatus.OK
     unit: str | None = None
     detail_contains: str | None = None
     event: str | None = None  # the counter event: health.extra["counters"][channel]["last_event"]
@@ -90,7 +90,7 @@ def _reading(where: str, raw: Mapping[str, Any]) -> ExpectedReading:
     unknown = set(raw) - {"value", "status", "unit", "detail_contains", "event"}
     if unknown:
         raise CaseError(f"{where}: unknown keys {sorted(unknown)}; use value, status, unit, detail_contains, event")
-    return ExpectedReading(raw.get("value"), Status(raw.get("status", "ok")), raw.get("unit"),
+    return ExpectedReading(raw.get("value"), MeasurementStatus(raw.get("status", "ok")), raw.get("unit"),
                            raw.get("detail_contains"), raw.get("event"))
 
 
@@ -196,7 +196,7 @@ def _check(case: FieldCase, step: ExpectedStep, got: dict[str, Measurement], dri
         assert m.status is want.status, f"{where} {channel!r}: status {m.status}, expected {want.status} ({m.detail})"
         if want.value is not None:
             assert m.value == pytest.approx(want.value, rel=1e-9, abs=0), f"{where} {channel!r}: {m.value!r}"
-        elif m.status is not Status.OK:
+        elif m.status is not MeasurementStatus.OK:
             assert math.isnan(m.value), f"{where} {channel!r}: an error reading carries no number, got {m.value!r}"
         if want.unit is not None:
             assert m.unit == want.unit, f"{where} {channel!r}: unit {m.unit!r}, expected {want.unit!r}"

@@ -53,7 +53,7 @@ from typing import Any, Literal
 from floorwatch.drivers.modbus.plan import BoundPoint
 from floorwatch.drivers.modbus.points import ModbusOptions, derived_channel
 from floorwatch.edge.clock import Clock
-from floorwatch.edge.model import Measurement, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus
 
 Event = Literal["start", "count", "unchanged", "wrap", "reset", "replaced"]
 
@@ -350,7 +350,7 @@ class ProductionCounters(Mapping[str, ProductionCounter]):
             update = counter.update(raw, now)
         except ValueError as exc:
             detail = f"{b.channel or 'counter'}: {exc}"
-            error = Measurement(math.nan, unit, Status.ERROR, b.channel, detail)
+            error = Measurement(math.nan, unit, MeasurementStatus.ERROR, b.channel, detail)
             return CounterReading((error,), refused=detail)
         state = counter.snapshot(now)
         detail = "" if update.event in ("count", "unchanged") else update.detail
@@ -360,9 +360,10 @@ class ProductionCounters(Mapping[str, ProductionCounter]):
         health.total, health.raw, health.rate = state.total, raw, round(state.rate, 3)
         health.stopped, health.idle_for = state.stopped, round(state.idle_for, 1)
         return CounterReading((
-            Measurement(float(state.total), unit, Status.OK, b.channel, detail),
-            Measurement(state.rate, "parts/min", Status.OK, derived_channel(b.channel, "rate")),
-            Measurement(1.0 if state.stopped else 0.0, "", Status.OK, derived_channel(b.channel, "stopped"), stopped),
+            Measurement(float(state.total), unit, MeasurementStatus.OK, b.channel, detail),
+            Measurement(state.rate, "parts/min", MeasurementStatus.OK, derived_channel(b.channel, "rate")),
+            Measurement(1.0 if state.stopped else 0.0, "", MeasurementStatus.OK,
+                        derived_channel(b.channel, "stopped"), stopped),
         ))
 
     # ---------------------------------------------------------------- state across restarts

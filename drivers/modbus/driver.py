@@ -44,7 +44,7 @@ from floorwatch.drivers.modbus.transport import (
 from floorwatch.edge.backoff import Backoff
 from floorwatch.edge.clock import SYSTEM_CLOCK, Clock
 from floorwatch.edge.config import InstrumentConfig
-from floorwatch.edge.model import Measurement, Status
+from floorwatch.edge.model import Measurement, MeasurementStatus
 
 Emit = Callable[[Measurement], None]
 
@@ -191,7 +191,7 @@ class ModbusDriver(Driver):
         for b in group.members:
             p, i = b.point, b.point.address - group.start
             if p.kind == "bool":
-                out(Measurement(1.0 if values[i] else 0.0, p.unit, Status.OK, b.channel))
+                out(Measurement(1.0 if values[i] else 0.0, p.unit, MeasurementStatus.OK, b.channel))
                 continue
             raw = codec.decode([int(v) for v in values[i : i + p.register_count]], p.kind, p.order)
             if p.counter:
@@ -206,14 +206,14 @@ class ModbusDriver(Driver):
             if isinstance(raw, float) and not math.isfinite(raw):
                 detail = (f"device sent {raw} at {p.function} {p.address}: sensor fault, or the type/order "
                           f"({p.kind}, {p.order}) does not match the device")
-                out(Measurement(math.nan, p.unit, Status.ERROR, b.channel, detail))
+                out(Measurement(math.nan, p.unit, MeasurementStatus.ERROR, b.channel, detail))
                 continue
             value = codec.physical(raw, p.scale, p.offset)
             if not math.isfinite(value):
                 detail = f"{raw} x scale {p.scale:g} overflows: check scale and type of {p.function} {p.address}"
-                out(Measurement(math.nan, p.unit, Status.ERROR, b.channel, detail))
+                out(Measurement(math.nan, p.unit, MeasurementStatus.ERROR, b.channel, detail))
                 continue
-            out(Measurement(value, p.unit, Status.OK, b.channel))
+            out(Measurement(value, p.unit, MeasurementStatus.OK, b.channel))
 
     def _publish_health(self) -> None:
         now = self.clock.monotonic()
