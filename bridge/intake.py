@@ -5,7 +5,7 @@ before it writes, without the broker or the database (which :mod:`floorwatch.bri
 >>> from floorwatch.bridge.specs import SpecLimits
 >>> intake = Intake("floorwatch/v1", SequenceTracker(gap_grace=0), SpecLimits())
 >>> presence = b'{"v":1,"type":"presence","state":"online","ts_ns":5}'
->>> batch = intake.take([Incoming(1, 1, "floorwatch/v1/s/l/g/status", presence, True, 7, 0),
+>>> batch = intake.take([Incoming(1, 1, "floorwatch/v1/s/l/g/presence", presence, True, 7, 0),
 ...                      Incoming(2, 1, "floorwatch/v1/s/l/g/readings", b"not json", False, 8, 0)])
 >>> batch.lines
 ['presence,gateway=g,line=l,site=s online=1i,since_ns=5i,state="online",version="" 7']
@@ -24,7 +24,7 @@ from floorwatch.bridge.points import IntegrityKind, Origin
 from floorwatch.bridge.sequence import Arrival, Seen, SequenceTracker
 from floorwatch.bridge.specs import SpecLimits
 from floorwatch.bridge.validate import Invalid, Parsed, parse_message
-from floorwatch.edge.model import Alert, Reading, StatsSnapshot, StatusEvent
+from floorwatch.edge.model import Alert, HealthEvent, Reading, StatsSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class Intake:
             return [points.presence_point(origin, p.state, p.ts_ns, p.version, msg.received_ns).to_line_protocol()]
         out = []
         for rec in parsed.records:
-            if isinstance(rec, StatusEvent) and rec.subject == "gateway" and rec.state == "started":
+            if isinstance(rec, HealthEvent) and rec.subject == "gateway" and rec.state == "started":
                 self.tracker.gateway_started(origin, rec.seq, rec.ts_ns)
             if self.tracker.observe(origin, rec.seq, rec.ts_ns) is Arrival.DUPLICATE:
                 continue
@@ -118,7 +118,7 @@ class Intake:
                     self._explain(origin, rec)
         return points.to_lines(out)
 
-    def _explain(self, origin: Origin, rec: StatusEvent) -> None:
+    def _explain(self, origin: Origin, rec: HealthEvent) -> None:
         """The gateway's report of numbers it will never deliver (its ``detail``: first_seq, last_seq, count)."""
         d = rec.detail or {}
         first, last, count = d.get("first_seq"), d.get("last_seq"), d.get("count")

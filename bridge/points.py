@@ -27,7 +27,7 @@ from enum import StrEnum
 from influxdb_client import Point, WritePrecision
 
 from floorwatch.edge.influx import ALERT, EVENT, INTEGRITY, PRESENCE, READING, STATS
-from floorwatch.edge.model import Alert, AlertState, Reading, StatsSnapshot, StatusEvent
+from floorwatch.edge.model import Alert, AlertState, HealthEvent, Reading, StatsSnapshot
 
 # Statistics fields that are record metadata or tags, not figures.
 _STATS_SKIP = {"ts_ns", "seq", "characteristic"}
@@ -142,7 +142,7 @@ def alert_point(origin: Origin, a: Alert) -> Point:
     return p.time(a.ts_ns, WritePrecision.NS)
 
 
-def event_point(origin: Origin, e: StatusEvent) -> Point:
+def event_point(origin: Origin, e: HealthEvent) -> Point:
     """A change of state. Numeric ``detail`` entries become ``detail_<key>`` float fields (e.g.
     ``detail_backlog``, ``detail_count``); the whole detail is kept as JSON text in ``detail``.
     Instrument and gateway states online/offline also give ``online`` (1/0)."""
@@ -159,7 +159,7 @@ def event_point(origin: Origin, e: StatusEvent) -> Point:
 
 
 def presence_point(origin: Origin, state: str, since_ns: int, version: str, received_ns: int) -> Point:
-    """A gateway's presence (retained ``status`` topic). Timestamped when the bridge received it: the
+    """A gateway's presence (retained ``presence`` topic). Timestamped when the bridge received it: the
     last will carries the time its session began, which would otherwise overwrite the online point."""
     p = origin.tags(Point(PRESENCE))
     p.field("state", state).field("online", 1 if state == "online" else 0).field("since_ns", since_ns)

@@ -10,10 +10,19 @@ becomes a point.
 Traceback (most recent call last):
 ...
 floorwatch.bridge.validate.Invalid: unsupported payload version 2; this reader knows v1
->>> ok = Incoming(2, 1, "floorwatch/v1/s/l/g/status", b'{"v":1,"type":"presence","state":"online","ts_ns":5}',
+>>> ok = Incoming(2, 1, "floorwatch/v1/s/l/g/presence", b'{"v":1,"type":"presence","state":"online","ts_ns":5}',
 ...               True, 0, 0)
 >>> parse_message("floorwatch/v1", ok).presence
 Presence(state='online', ts_ns=5, version='')
+
+Names an older gateway still publishes — presence on ``…/status``, health events as ``"type": "status"`` —
+are read as today's (``floorwatch.edge.topics.FORMER_KINDS``, ``floorwatch.edge.model.FORMER_TYPES``; the
+compatibility rule in docs/payloads.md):
+
+>>> old = Incoming(3, 1, "floorwatch/v1/s/l/g/status", b'{"v":1,"type":"presence","state":"offline","ts_ns":5}',
+...                True, 0, 0)
+>>> parse_message("floorwatch/v1", old).presence
+Presence(state='offline', ts_ns=5, version='')
 """
 
 from __future__ import annotations
@@ -30,20 +39,20 @@ from floorwatch.edge import topics
 from floorwatch.edge.config import NAME_PATTERN
 from floorwatch.edge.model import (
     Alert,
+    HealthEvent,
     PayloadError,
     Reading,
     StatsSnapshot,
-    StatusEvent,
     decode,
     decode_batch,
 )
 
-Record = Reading | StatsSnapshot | Alert | StatusEvent
+Record = Reading | StatsSnapshot | Alert | HealthEvent
 
 
 @dataclass(frozen=True, slots=True)
 class Presence:
-    """A gateway's retained ``status`` payload: online since ``ts_ns``, or offline (its last will)."""
+    """A gateway's retained ``presence`` payload: online since ``ts_ns``, or offline (its last will)."""
 
     state: str  # "online" or "offline"
     ts_ns: int
@@ -64,8 +73,8 @@ class Invalid(Exception):
     """Why a message goes to the dead letters."""
 
 
-_EXPECTED: dict[str, type[Record]] = {topics.STATS: StatsSnapshot, topics.ALERTS: Alert, topics.EVENTS: StatusEvent}
-_TYPE_NAMES: dict[type[Record], str] = {StatsSnapshot: "stats", Alert: "alert", StatusEvent: "status"}
+_EXPECTED: dict[str, type[Record]] = {topics.STATS: StatsSnapshot, topics.ALERTS: Alert, topics.EVENTS: HealthEvent}
+_TYPE_NAMES: dict[type[Record], str] = {StatsSnapshot: "stats", Alert: "alert", HealthEvent: "event"}
 
 
 def parse_message(prefix: str, msg: Incoming) -> Parsed | None:
@@ -78,9 +87,9 @@ def parse_message(prefix: str, msg: Incoming) -> Parsed | None:
     origin = Origin(parts.site, parts.line, parts.gateway)
     if parts.kind == topics.ACTIVE:
         return None
-    if parts.kind not in topics.SEQUENCED and parts.kind != topics.STATUS:
+    if parts.kind not in topics.SEQUENCED and parts.kind != topics.PRESENCE:
         raise Invalid(f"unknown topic kind {parts.kind!r}; expected one of "
-                      f"{sorted(topics.SEQUENCED | {topics.STATUS, topics.ACTIVE})}")
+                      f"{sorted(topics.SEQUENCED | {topics.PRESENCE, topics.ACTIVE})}")
     if not msg.payload:
         raise Invalid("empty payload (only an 'active/...' retained alert may be emptied)")
     data = _json(msg.payload)
@@ -89,7 +98,7 @@ def parse_message(prefix: str, msg: Incoming) -> Parsed | None:
             parsed = Parsed(origin, parts.kind, records=list(decode_batch(data)))
             check_names(parsed)
             return parsed
-        if parts.kind == topics.STATUS:
+        if parts.kind == topics.PRESENCE:
             parsed = Parsed(origin, parts.kind, presence=_presence(data))
             check_names(parsed)
             return parsed
@@ -158,7 +167,7 @@ def check_names(parsed: Parsed) -> None:
             names.append(("characteristic", rec.characteristic))
         elif isinstance(rec, Alert):
             names += [("subject", rec.subject), ("kind", rec.kind)]
-        elif isinstance(rec, StatusEvent):
+        elif isinstance(rec, HealthEvent):
             names += [("subject", rec.subject), ("state", rec.state)]
     for what, name in names:
         if not _NAME.fullmatch(name):
@@ -168,7 +177,7 @@ def check_names(parsed: Parsed) -> None:
 
 def _presence(data: Any) -> Presence:
     if not isinstance(data, dict) or data.get("v") != 1 or data.get("type") != "presence":
-        raise PayloadError("status topic needs a v1 'presence' payload")
+        raise PayloadError("presence topic needs a v1 'presence' payload")
     state, ts, version = data.get("state"), data.get("ts_ns"), data.get("version", "")
     if state not in ("online", "offline"):
         raise PayloadError(f"presence payload field 'state': {state!r} is not 'online' or 'offline'")

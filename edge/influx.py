@@ -20,7 +20,7 @@ READING: Final = "reading"  # one instrument reading
 STATS: Final = "stats"  # a characteristic's statistics snapshot (with its spec limits when known)
 ALERT: Final = "alert"  # an alert raised or cleared
 EVENT: Final = "event"  # a change of state of an instrument, the spool or the gateway
-PRESENCE: Final = "presence"  # a gateway online/offline (its retained status topic)
+PRESENCE: Final = "presence"  # a gateway online/offline (its retained presence topic)
 INTEGRITY: Final = "integrity"  # numbers the bridge found missing, or the gateway reported dropped/skipped
 
 MEASUREMENTS: Final = (READING, STATS, ALERT, EVENT, PRESENCE, INTEGRITY)

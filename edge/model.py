@@ -199,8 +199,10 @@ class Alert:
 
 
 @dataclass(frozen=True, slots=True)
-class StatusEvent:
-    """A change of state of the gateway or of one instrument (``subject``), e.g. online/offline.
+class HealthEvent:
+    """A change of state of the gateway, of one instrument or of the spool (``subject``): an instrument
+    online/offline, data dropped, the gateway started/stopping. Published on ``events/<subject>`` as an
+    ``event`` payload.
 
     ``detail`` holds small extra figures (frames ok/rejected, spool backlog, dropped counts).
     """
@@ -217,11 +219,17 @@ _TYPES: dict[str, type] = {
     "reading": Reading,
     "stats": StatsSnapshot,
     "alert": Alert,
-    "status": StatusEvent,
+    "event": HealthEvent,
     "measurement": Measurement,
 }
 _NAMES = {cls: name for name, cls in _TYPES.items()}
+# Payload types by the name older gateways wrote: still v1, so a reader takes them as the current type (the
+# compatibility rule in docs/payloads.md). Never written.
+FORMER_TYPES = {"status": "event"}
 _ENUMS = {"status": MeasurementStatus, "severity": Severity, "state": AlertState}
+
+
+Record = Reading | StatsSnapshot | Alert | HealthEvent | Measurement
 
 
 class PayloadError(ValueError):
@@ -235,7 +243,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def encode(obj: Reading | StatsSnapshot | Alert | StatusEvent | Measurement) -> dict[str, Any]:
+def encode(obj: Record) -> dict[str, Any]:
     """The v1 JSON object of one record (a dict; ``dumps`` makes the text).
 
     Raises :class:`PayloadError` for a record a later stage has not completed yet (see :func:`assigned_later`).
@@ -251,13 +259,20 @@ def encode(obj: Reading | StatsSnapshot | Alert | StatusEvent | Measurement) -> 
     return out
 
 
-def decode(data: dict[str, Any]) -> Reading | StatsSnapshot | Alert | StatusEvent | Measurement:
-    """Inverse of :func:`encode`; raises :class:`PayloadError` naming the bad field."""
+def decode(data: dict[str, Any]) -> Record:
+    """Inverse of :func:`encode`; raises :class:`PayloadError` naming the bad field.
+
+    A type by its former name (:data:`FORMER_TYPES`) is read as the current one:
+
+    >>> decode({"v": 1, "type": "status", "ts_ns": 5, "seq": 9, "subject": "caliper-1", "state": "online"})
+    HealthEvent(ts_ns=5, seq=9, subject='caliper-1', state='online', message='', detail=None)
+    """
     if not isinstance(data, dict):
         raise PayloadError(f"payload must be a JSON object, got {type(data).__name__}")
     if data.get("v") != PAYLOAD_VERSION:
         raise PayloadError(f"unsupported payload version {data.get('v')!r}; this reader knows v{PAYLOAD_VERSION}")
-    cls = _TYPES.get(data.get("type"))  # type: ignore[arg-type]
+    name = data.get("type")
+    cls = _TYPES.get(FORMER_TYPES.get(name, name)) if isinstance(name, str) else None  # [..] is unhashable
     if cls is None:
         raise PayloadError(f"unknown payload type {data.get('type')!r}; expected one of {sorted(_TYPES)}")
     kwargs: dict[str, Any] = {}
@@ -314,11 +329,11 @@ def _coerce(kind: str, name: str, annotation: Any, value: Any) -> Any:
     return value
 
 
-def dumps(obj: Reading | StatsSnapshot | Alert | StatusEvent | Measurement) -> bytes:
+def dumps(obj: Record) -> bytes:
     return json.dumps(encode(obj), separators=(",", ":"), allow_nan=False).encode()
 
 
-def loads(payload: bytes | str) -> Reading | StatsSnapshot | Alert | StatusEvent | Measurement:
+def loads(payload: bytes | str) -> Record:
     try:
         data = json.loads(payload, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:

@@ -17,7 +17,7 @@ Why it is built this way (measured limits in ``/work/shared/reference/mqtt.md``,
   version", or it hangs up before any CONNACK), the publisher falls back to 3.1.1 and stays there.
 * TLS verifies the broker by default (``ca_file`` or the system CAs; ``tls_insecure`` turns it off);
   an optional client certificate; username and password (``MqttConfig.password()``, read at each connect).
-* Presence: ``{"type": "presence", "state": "online"}`` retained on ``<gateway>/status`` after each
+* Presence: ``{"type": "presence", "state": "online"}`` retained on ``<gateway>/presence`` after each
   connect, the retained last will ``"offline"`` (with the time the session began) if the gateway dies, and
   an explicit retained ``"offline"`` on a clean exit (``__aexit__``).
 * Errors say what to fix, e.g. ``not authorised by the broker (bad user name or password): check
@@ -355,7 +355,7 @@ class MqttPublisher:
                     async with asyncio.timeout(0.1):  # not wait_for: it can swallow a cancel on 3.11
                         await self._wake.wait()
             # ... then say goodbye: retained "offline", and a clean DISCONNECT (the broker drops the will).
-            info = session.client.publish(self.topics.status, presence_payload("offline", self.clock.now_ns(),
+            info = session.client.publish(self.topics.presence, presence_payload("offline", self.clock.now_ns(),
                                                                                self.version), qos=1, retain=True)
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(info.wait_for_publish, 2.0)
@@ -443,7 +443,7 @@ class MqttPublisher:
                      self.protocol)
         self.last_error = ""
         self._logged_error = ""
-        client.publish(self.topics.status, presence_payload("online", self.clock.now_ns(), self.version),
+        client.publish(self.topics.presence, presence_payload("online", self.clock.now_ns(), self.version),
                        qos=1, retain=True)
         return session
 
@@ -470,7 +470,7 @@ class MqttPublisher:
                 raise ConnectError(str(exc)) from None
             client.username_pw_set(cfg.username, password)
         will = presence_payload("offline", self.clock.now_ns(), self.version)
-        client.will_set(self.topics.status, will, qos=1, retain=True)
+        client.will_set(self.topics.presence, will, qos=1, retain=True)
         return client
 
     def _tls_context(self) -> ssl.SSLContext:

@@ -9,6 +9,11 @@
 TopicParts(site='dongguan-2', line='line-3', gateway='gw-01', kind='stats', subject='net_weight', rest='')
 >>> Topics.subscription("floorwatch/v1")
 'floorwatch/v1/+/+/+/#'
+
+The presence topic had a former name, which older gateways still publish; it parses as ``presence``:
+
+>>> parse_topic("floorwatch/v1", "floorwatch/v1/dongguan-2/line-3/gw-01/status").kind
+'presence'
 """
 
 from __future__ import annotations
@@ -19,9 +24,13 @@ from dataclasses import dataclass
 READINGS = "readings"  # batches of readings (sequence-numbered)
 STATS = "stats"  # statistics snapshots, one topic per characteristic (sequence-numbered)
 ALERTS = "alerts"  # alert raised/cleared events (sequence-numbered)
-EVENTS = "events"  # status changes of instruments, the spool, the gateway (sequence-numbered)
+EVENTS = "events"  # health events: changes of state of instruments, the spool, the gateway (sequence-numbered)
 ACTIVE = "active"  # retained copy of each active alert; emptied when it clears (not numbered)
-STATUS = "status"  # retained presence: online / offline (the last will), not numbered
+PRESENCE = "presence"  # retained presence: online / offline (the last will), not numbered
+
+# Topic kinds by the name older gateways published them under: a reader takes them as the current kind (the
+# compatibility rule in docs/payloads.md); a gateway never publishes them.
+FORMER_KINDS = {"status": PRESENCE}
 
 SEQUENCED = frozenset({READINGS, STATS, ALERTS, EVENTS})
 
@@ -40,7 +49,7 @@ class Topics:
     def __init__(self, prefix: str, site: str, line: str, gateway: str) -> None:
         self.base = f"{prefix.rstrip('/')}/{site}/{line}/{gateway}"
         self.readings = f"{self.base}/{READINGS}"
-        self.status = f"{self.base}/{STATUS}"
+        self.presence = f"{self.base}/{PRESENCE}"
 
     def stats(self, characteristic: str) -> str:
         return f"{self.base}/{STATS}/{characteristic}"
@@ -61,7 +70,7 @@ class Topics:
 
 
 def parse_topic(prefix: str, topic: str) -> TopicParts | None:
-    """Split a topic of this scheme; None when it is not one."""
+    """Split a topic of this scheme; None when it is not one. A kind's former name gives the current kind."""
     prefix = prefix.rstrip("/") + "/"
     if not topic.startswith(prefix):
         return None
@@ -71,4 +80,4 @@ def parse_topic(prefix: str, topic: str) -> TopicParts | None:
     site, line, gateway, kind, *more = parts
     subject = more[0] if more else ""
     rest = "/".join(more[1:])
-    return TopicParts(site, line, gateway, kind, subject, rest)
+    return TopicParts(site, line, gateway, FORMER_KINDS.get(kind, kind), subject, rest)

@@ -1,4 +1,4 @@
-"""The gateway's own health: instruments, spool and broker, turned into status events, log lines and alerts.
+"""The gateway's own health: instruments, spool and broker, turned into health events, log lines and alerts.
 
 Checked every main-loop tick (a quarter second):
 

@@ -1,6 +1,6 @@
 """Numbering what leaves the gateway and queueing it in the spool, in the order of its numbers.
 
-Everything the gateway publishes — readings, statistics snapshots, alerts, status events — comes through
+Everything the gateway publishes — readings, statistics snapshots, alerts, health events — comes through
 the :class:`Outbox`. Readings are collected into ``readings`` batches of at most ``mqtt.max_batch`` rows (MQTT
 costs per message, not per reading). Numbers are issued only when records are queued: the pending readings
 batch first, then the snapshots, alerts and events that happened meanwhile, in the order they happened.
@@ -26,10 +26,10 @@ from floorwatch.edge.clock import Clock
 from floorwatch.edge.model import (
     Alert,
     AlertState,
+    HealthEvent,
     MeasurementStatus,
     Reading,
     StatsSnapshot,
-    StatusEvent,
     dumps,
     encode_batch,
 )
@@ -42,10 +42,10 @@ if TYPE_CHECKING:
 
 # What a listener is told: the kind, then the numbered record (a readings batch is a list).
 RecordKind = Literal["readings", "stats", "alert", "event"]
-Published = list[Reading] | StatsSnapshot | Alert | StatusEvent
+Published = list[Reading] | StatsSnapshot | Alert | HealthEvent
 Listener = Callable[[RecordKind, Published], None]
 # A record waiting for its number: a snapshot or event with seq 0, or an alert with seq None
-Unnumbered = StatsSnapshot | StatusEvent | Alert
+Unnumbered = StatsSnapshot | HealthEvent | Alert
 
 
 # Not frozen, unlike the records it becomes: one is made per reading on the hot path, and a frozen dataclass's
@@ -123,9 +123,9 @@ class Outbox:
         self._others.append((self.topics.alert(alert.subject, alert.kind), alert))
 
     def event(self, subject: str, state: str, message: str = "", detail: dict[str, Any] | None = None) -> None:
-        """Queue a status event (``events/<subject>``)."""
+        """Queue a health event (``events/<subject>``)."""
         # JSON has no NaN and no Path: a detail figure must not make the record unpublishable
-        ev = StatusEvent(self.clock.now_ns(), 0, subject, state, message,
+        ev = HealthEvent(self.clock.now_ns(), 0, subject, state, message,
                          None if detail is None else json_ready(detail))
         self._others.append((self.topics.event(subject), ev))
 
@@ -154,13 +154,13 @@ class Outbox:
         seq = self.spool.issue()
         kind: RecordKind = ("alert" if isinstance(record, Alert)
                             else "stats" if isinstance(record, StatsSnapshot) else "event")
-        numbered: Alert | StatsSnapshot | StatusEvent
+        numbered: Alert | StatsSnapshot | HealthEvent
         try:
             numbered = dataclasses.replace(record, seq=seq)
             payload = dumps(numbered)
         except Exception as exc:  # its number is published all the same, as an explained gap
             self.events.error("record_unencodable", kind=kind, seq=seq, error=f"{type(exc).__name__}: {exc}")
-            numbered = StatusEvent(self.clock.now_ns(), seq, "gateway", "record_unencodable",
+            numbered = HealthEvent(self.clock.now_ns(), seq, "gateway", "record_unencodable",
                                    f"a {kind} record could not be encoded: {type(exc).__name__}: {exc}")
             kind, topic = "event", self.topics.event("gateway")
             payload = dumps(numbered)

@@ -14,7 +14,7 @@ synchronous step (:meth:`Gateway.ingest`).
   snapshots (Cpk, line stopped);
 - ``outbox.py`` — numbers every record and queues it in the spool (``floorwatch.edge.spool``) in the order of
   its numbers: readings in batches of at most ``mqtt.max_batch``, then what happened meanwhile;
-- ``health.py`` — instruments online/offline, spool events and backlog, the broker connection → status events,
+- ``health.py`` — instruments online/offline, spool events and backlog, the broker connection → health events,
   log lines and alerts;
 - ``state_store.py`` — ``<spool>.state.json``: what survives a restart (statistics, alerts, driver state);
 - ``status_document.py`` — the JSON that ``floorwatch status``, ``/api/status`` and the page read;
@@ -159,8 +159,8 @@ class Gateway:
             ch.take(m)
             self.readings_total += 1
 
-    def status_event(self, subject: str, state: str, message: str = "", detail: dict[str, Any] | None = None) -> None:
-        """Queue a status event (``events/<subject>``), numbered with the next batch."""
+    def health_event(self, subject: str, state: str, message: str = "", detail: dict[str, Any] | None = None) -> None:
+        """Queue a health event (``events/<subject>``), numbered with the next batch."""
         self.outbox.event(subject, state, message, detail)
 
     # ------------------------------------------------------------------ periodic work
@@ -306,7 +306,7 @@ class Gateway:
         stack.callback(self._final_flush)
         stack.push_async_callback(self.supervisor.stop)
         await self.supervisor.start_all(run_drivers=self.start_instruments)
-        self.status_event("gateway", "started", f"floorwatch {edge.__version__} started",
+        self.health_event("gateway", "started", f"floorwatch {edge.__version__} started",
                           {"restored": self.restored, "instruments": len(cfg.instruments)})
         try:
             await self.flush_async()
@@ -371,7 +371,7 @@ class Gateway:
         try:
             for ch in self.characteristics.values():
                 ch.snapshot_if_new()
-            self.status_event("gateway", "stopping", "clean shutdown", {"readings": self.readings_total})
+            self.health_event("gateway", "stopping", "clean shutdown", {"readings": self.readings_total})
             self.flush(save_state=True)
         except Exception as exc:
             self.events.error("final_flush_failed", error=f"{type(exc).__name__}: {exc}")

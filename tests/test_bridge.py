@@ -19,10 +19,10 @@ from floorwatch.bridge.service import Bridge
 from floorwatch.edge.model import (
     Alert,
     AlertState,
+    HealthEvent,
     Reading,
     Severity,
     StatsSnapshot,
-    StatusEvent,
     dumps,
     encode_batch,
 )
@@ -129,9 +129,9 @@ def test_every_published_record_arrives_as_a_point(mosquitto, victoria, publishe
     publisher.send(TOPICS.alert("bore_diameter", "out_of_spec"), dumps(Alert(
         ts_ns=T0 + 502 * 10**9, seq=502, subject="bore_diameter", kind="out_of_spec", state=AlertState.RAISED,
         severity=Severity.CRITICAL, value=12.061, limit=12.05, lsl=11.95, usl=12.05, message="above USL")))
-    publisher.send(TOPICS.event("caliper-1"), dumps(StatusEvent(
+    publisher.send(TOPICS.event("caliper-1"), dumps(HealthEvent(
         ts_ns=T0 + 503 * 10**9, seq=503, subject="caliper-1", state="online", detail={"reconnects": 2})))
-    publisher.send(TOPICS.status, json.dumps({"v": 1, "type": "presence", "state": "online", "ts_ns": T0,
+    publisher.send(TOPICS.presence, json.dumps({"v": 1, "type": "presence", "state": "online", "ts_ns": T0,
                                               "version": "0.1.0"}), retain=True)
     publisher.flush()
     wait_until(lambda: len(stored_seqs(victoria)) == 500, what="500 readings")
@@ -150,6 +150,47 @@ def test_every_published_record_arrives_as_a_point(mosquitto, victoria, publishe
     wait_until(lambda: bridge.tracker.duplicates == 100, what="100 duplicates counted")
     assert stored_seqs(victoria) == list(range(1, 501))
     assert bridge.counters.dead_letters == 0 and bridge.tracker.gaps == 0
+
+
+# What gateways from before the rename publish (docs/payloads.md, "Renamed names"): the bridge takes it as today's.
+FORMER_PRESENCE_TOPIC = f"{TOPICS.base}/status"
+
+
+def test_presence_on_the_former_status_topic_is_stored_as_presence(mosquitto, victoria, publisher, start_bridge,
+                                                                   tmp_path):
+    bridge = start_bridge(bridge_config(mosquitto, victoria, tmp_path))
+    publisher.send(FORMER_PRESENCE_TOPIC, json.dumps({"v": 1, "type": "presence", "state": "online", "ts_ns": T0,
+                                                      "version": "0.1.0"}), retain=True)
+    publisher.flush()
+    series = wait_until(lambda: victoria.export('{__name__="presence_online"}'), what="presence point")
+    assert series[0]["metric"]["gateway"] == "gw-01" and series[0]["values"] == [1]
+    publisher.send(FORMER_PRESENCE_TOPIC, json.dumps({"v": 1, "type": "presence", "state": "offline", "ts_ns": T0,
+                                                      "version": "0.1.0"}), retain=True)  # its last will
+    publisher.flush()
+    wait_until(lambda: victoria.export('{__name__="presence_online"}')[0]["values"] == [1, 0],
+               what="the offline presence point")
+    assert bridge.counters.dead_letters == 0
+
+
+def test_health_events_of_the_former_type_status_are_stored_as_events(mosquitto, victoria, publisher,
+                                                                      start_bridge, tmp_path):
+    bridge = start_bridge(bridge_config(mosquitto, victoria, tmp_path))
+    publisher.readings(range(1, 4))
+    publisher.send(TOPICS.event("caliper-1"), json.dumps({
+        "v": 1, "type": "status", "ts_ns": T0 + 4 * 10**9, "seq": 4, "subject": "caliper-1", "state": "offline",
+        "message": "port vanished", "detail": {"reconnects": 3}}))
+    # 5..7 dropped by the gateway's spool, and said so the old way: the numbers stay explained, not a gap
+    publisher.send(TOPICS.event("spool"), json.dumps({
+        "v": 1, "type": "status", "ts_ns": T0 + 8 * 10**9, "seq": 8, "subject": "spool", "state": "dropped",
+        "message": "disk budget full", "detail": {"first_seq": 5, "last_seq": 7, "count": 3}}))
+    publisher.readings(range(9, 11))
+    publisher.flush()
+    wait_until(lambda: victoria.export('{__name__="event_detail_reconnects"}'), what="the instrument event")
+    assert victoria.export('{__name__="event_online"}')[0]["values"] == [0]
+    wait_until(lambda: victoria.export('{__name__="integrity_count", kind="dropped"}'), what="the drop report")
+    wait_until(lambda: stored_seqs(victoria) == [1, 2, 3, 9, 10], what="the readings")
+    time.sleep(1.0)  # past the gap grace (0.5 s): an unexplained 5..7 would be reported by now
+    assert bridge.tracker.gaps == 0 and bridge.counters.dead_letters == 0
 
 
 SHIPPED_BROKER_CONF = Path(__file__).resolve().parents[1] / "deploy" / "cloud" / "mosquitto" / "mosquitto.conf"
@@ -216,7 +257,7 @@ def test_invalid_payloads_are_dead_lettered(mosquitto, victoria, publisher, star
         publisher.send(TOPICS.readings, json.dumps(bad_row))
         publisher.send(TOPICS.stats("bore_diameter"), dumps(good))  # a reading on a stats topic
         publisher.send(f"{TOPICS.base}/firmware/blob", b"{}")
-        publisher.send(TOPICS.status, json.dumps({"v": 1, "type": "presence", "state": "asleep", "ts_ns": 1}))
+        publisher.send(TOPICS.presence, json.dumps({"v": 1, "type": "presence", "state": "asleep", "ts_ns": 1}))
         publisher.send(TOPICS.readings, json.dumps(encode_batch([good])))  # still running: this arrives
         publisher.flush()
         wait_until(lambda: len(letters) == 6, what="6 dead letters")
@@ -230,7 +271,7 @@ def test_invalid_payloads_are_dead_lettered(mosquitto, victoria, publisher, star
     assert any("rows[0]: value must be a finite number or null" in r for _, r in reasons)
     assert any(t.endswith("/stats/bore_diameter") and "carries 'reading' payloads" in r for t, r in reasons)
     assert any(t.endswith("/firmware/blob") and "unknown topic kind 'firmware'" in r for t, r in reasons)
-    assert any(t == TOPICS.status and "'asleep' is not 'online' or 'offline'" in r for t, r in reasons)
+    assert any(t == TOPICS.presence and "'asleep' is not 'online' or 'offline'" in r for t, r in reasons)
     binary = next(x for x in letters if x["reason"].startswith("payload is not JSON"))
     assert binary["encoding"] == "base64"
     assert len((tmp_path / "dead.jsonl").read_text().splitlines()) == 6
@@ -242,7 +283,7 @@ def test_gaps_are_reported_and_spool_drops_explained(mosquitto, victoria, publis
     bridge = start_bridge(bridge_config(mosquitto, victoria, tmp_path, state_file=str(state)))
     publisher.readings(range(1, 11))
     # 11..15 dropped by the gateway (reported), 16..20 lost without a word
-    publisher.send(TOPICS.event("spool"), dumps(StatusEvent(
+    publisher.send(TOPICS.event("spool"), dumps(HealthEvent(
         ts_ns=T0 + 21 * 10**9, seq=21, subject="spool", state="dropped", message="disk budget full",
         detail={"first_seq": 11, "last_seq": 15, "count": 5})))
     publisher.readings(range(22, 31))
@@ -318,7 +359,7 @@ def test_numbers_the_gateway_skipped_are_an_explained_gap(mosquitto, victoria, p
     bridge = start_bridge(bridge_config(mosquitto, victoria, tmp_path))
     publisher.readings(range(1, 11))
     publisher.readings(range(61, 70))
-    publisher.send(TOPICS.event("spool"), dumps(StatusEvent(  # as gateway/service.py publishes it
+    publisher.send(TOPICS.event("spool"), dumps(HealthEvent(  # as gateway/service.py publishes it
         ts_ns=T0 + 70 * 10**9, seq=70, subject="spool", state=kind, message="sequence numbers never used",
         detail=detail)))
     publisher.flush()
@@ -397,7 +438,7 @@ def test_gap_points_count_what_is_still_missing(mosquitto, victoria, publisher, 
     wait_until(lambda: gap().get("count"), what="the gap point")
     assert gap() == {"first_seq": [11], "last_seq": [20], "count": [9], "explained": [0]}
     publisher.readings([16])  # late, after the report
-    publisher.send(TOPICS.event("spool"), dumps(StatusEvent(
+    publisher.send(TOPICS.event("spool"), dumps(HealthEvent(
         ts_ns=T0 + 31 * 10**9, seq=31, subject="spool", state="dropped", message="disk budget full",
         detail={"first_seq": 11, "last_seq": 14, "count": 4})))
     publisher.flush()
@@ -425,7 +466,7 @@ def test_a_reinstalled_gateway_numbering_from_1_again_is_a_reset_not_duplicates(
         publisher.send(TOPICS.readings, json.dumps(encode_batch(rows)))
 
     again(range(1, 51))  # the first batch may leave before the gateway's "started" event
-    publisher.send(TOPICS.event("gateway"), dumps(StatusEvent(ts_ns=T0 + 3651 * 10**9, seq=51, subject="gateway",
+    publisher.send(TOPICS.event("gateway"), dumps(HealthEvent(ts_ns=T0 + 3651 * 10**9, seq=51, subject="gateway",
                                                               state="started")))
     again(range(52, 101))
     again(range(91, 101))  # delivered twice: duplicates of the new numbering
@@ -447,7 +488,7 @@ def test_a_message_the_database_refuses_is_a_gap_with_the_reason(mosquitto, vict
     a field whose type changed."""
     bridge = start_bridge(bridge_config(mosquitto, victoria, tmp_path))
     publisher.readings(range(1, 11))
-    publisher.send(TOPICS.event("caliper-1"), dumps(StatusEvent(
+    publisher.send(TOPICS.event("caliper-1"), dumps(HealthEvent(
         ts_ns=T0 + 11 * 10**9, seq=11, subject="caliper-1", state="offline", message="x" * 300_000)))
     publisher.readings(range(12, 21))
     publisher.flush()

@@ -23,10 +23,10 @@ from floorwatch.edge.config import load_config
 from floorwatch.edge.model import (
     Alert,
     AlertState,
+    HealthEvent,
     Reading,
     Severity,
     StatsSnapshot,
-    StatusEvent,
     dumps,
     encode_batch,
 )
@@ -56,7 +56,7 @@ def _stats(seq: int, ts: int, name: str, mean: float, subgroup: int = 1) -> Stat
 def gateway_messages() -> list[tuple[str, bytes]]:
     """Ten minutes of one gateway: two measured characteristics, a counter, alerts, events, a gap."""
     t = Topics("floorwatch/v1", SITE, LINE, GW)
-    out: list[tuple[str, bytes]] = [(t.status, json.dumps({"v": 1, "type": "presence", "state": "online",
+    out: list[tuple[str, bytes]] = [(t.presence, json.dumps({"v": 1, "type": "presence", "state": "online",
                                                            "ts_ns": T0, "version": "0.1.0"}).encode())]
     seq = 0
 
@@ -65,7 +65,7 @@ def gateway_messages() -> list[tuple[str, bytes]]:
         seq += 1
         return seq
 
-    out.append((t.event("caliper-1"), dumps(StatusEvent(T0, nxt(), "caliper-1", "online"))))
+    out.append((t.event("caliper-1"), dumps(HealthEvent(T0, nxt(), "caliper-1", "online"))))
     for minute in range(10):
         rows = []
         for i in range(30):
@@ -89,9 +89,9 @@ def gateway_messages() -> list[tuple[str, bytes]]:
     out.append((t.alert("parts_produced", "line_stopped"), dumps(Alert(
         T0 + 400 * S, "parts_produced", "line_stopped", AlertState.RAISED, Severity.WARNING,
         message="no new part for 120 s", seq=nxt()))))
-    out.append((t.event("spool"), dumps(StatusEvent(T0 + 500 * S, nxt(), "spool", "backlog",
+    out.append((t.event("spool"), dumps(HealthEvent(T0 + 500 * S, nxt(), "spool", "backlog",
                                                     detail={"backlog": 1200}))))
-    out.append((t.event("spool"), dumps(StatusEvent(T0 + 550 * S, nxt(), "spool", "dropped", "disk budget full",
+    out.append((t.event("spool"), dumps(HealthEvent(T0 + 550 * S, nxt(), "spool", "dropped", "disk budget full",
                                                     detail={"first_seq": 1, "last_seq": 2, "count": 2}))))
     return out
 

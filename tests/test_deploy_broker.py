@@ -245,16 +245,18 @@ def test_gateway_publish_elsewhere_is_silently_dropped_on_mqtt_3_1_1(deployment,
     assert bridge.messages == [(topic(GW1, "readings"), b"own")]
 
 
-def test_gateway_retained_presence_and_last_will_work_under_its_prefix(deployment, clients):
+# "status": where gateways older than the rename to "presence" publish it (docs/payloads.md)
+@pytest.mark.parametrize("kind", ["presence", "status"])
+def test_gateway_retained_presence_and_last_will_work_under_its_prefix(deployment, clients, kind):
     gw = clients(deployment, "/".join(GW1))
-    gw.client.will_set(topic(GW1, "status"), b'{"state": "offline"}', qos=1, retain=True)
+    gw.client.will_set(topic(GW1, kind), b'{"state": "offline"}', qos=1, retain=True)
     assert not gw.connect().is_failure
-    assert gw.publish(topic(GW1, "status"), b'{"state": "online"}', retain=True) in (0, 16)
+    assert gw.publish(topic(GW1, kind), b'{"state": "online"}', retain=True) in (0, 16)
     buyer = connected(clients, deployment, "buyer")
-    buyer.subscribe(topic(GW1, "status"))
-    assert buyer.wait_messages(1) == [(topic(GW1, "status"), b'{"state": "online"}')]
+    buyer.subscribe(topic(GW1, kind))
+    assert buyer.wait_messages(1) == [(topic(GW1, kind), b'{"state": "online"}')]
     gw.client._sock.close()  # an unclean end: the broker publishes the will
-    assert buyer.wait_messages(2)[1] == (topic(GW1, "status"), b'{"state": "offline"}')
+    assert buyer.wait_messages(2)[1] == (topic(GW1, kind), b'{"state": "offline"}')
 
 
 # ------------------------------------------------------------------ authentication and transport

@@ -100,7 +100,7 @@ class Subscriber:
         raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
     def presence(self) -> list[str]:
-        return [json.loads(p)["state"] for t, p, _ in self.snapshot() if t.endswith("/status") and p]
+        return [json.loads(p)["state"] for t, p, _ in self.snapshot() if t.endswith("/presence") and p]
 
 
 def write_config(path: Path, broker_url: str, data_dir: Path, instruments: str, characteristics: str,

@@ -507,8 +507,8 @@ def test_a_failing_listener_loses_no_reading(tmp_path):
 def test_a_record_that_cannot_be_encoded_keeps_its_number_and_says_why(tmp_path):
     clock = ManualClock()
     gw, log = gateway(tmp_path, clock)
-    gw.status_event("spool", "dropped", "figures", {"count": 3, "ratio": math.nan, "at": tmp_path})
-    gw.status_event("gateway", "odd", "a detail JSON cannot hold", {"ids": {1, 2}})
+    gw.health_event("spool", "dropped", "figures", {"count": 3, "ratio": math.nan, "at": tmp_path})
+    gw.health_event("gateway", "odd", "a detail JSON cannot hold", {"ids": {1, 2}})
     feed(gw, clock, [12.0])
     records = spooled(gw)
     seqs = sorted(s for _, _, rec in records if rec.first_seq is not None

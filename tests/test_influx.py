@@ -15,11 +15,11 @@ from floorwatch.bridge.writer import InfluxTarget, InfluxWriter, WriteAborted
 from floorwatch.edge.model import (
     Alert,
     AlertState,
+    HealthEvent,
     MeasurementStatus,
     Reading,
     Severity,
     StatsSnapshot,
-    StatusEvent,
 )
 
 ORIGIN = Origin("dongguan-2", "line-3", "gw-01")
@@ -62,13 +62,13 @@ def test_stats_alert_event_and_integrity_points():
     assert points.alert_point(ORIGIN, a).to_line_protocol() == (
         "alert,gateway=gw-01,kind=out_of_spec,line=line-3,severity=critical,site=dongguan-2,subject=bore_diameter "
         f'active=0i,message="ok again",seq=10i,state="cleared" {T}')
-    e = StatusEvent(T, 11, "spool", "backlog", detail={"backlog": 1200, "oldest": "2023-11-14", "ok": True})
+    e = HealthEvent(T, 11, "spool", "backlog", detail={"backlog": 1200, "oldest": "2023-11-14", "ok": True})
     line = points.event_point(ORIGIN, e).to_line_protocol()
     assert "detail_backlog=1200," in line  # no "i": a float, whatever the gateway sent
     assert True and "detail_ok" not in line and "detail_oldest" not in line
     assert 'detail="{\\"backlog\\":1200,\\"ok\\":true,\\"oldest\\":\\"2023-11-14\\"}"' in line
     assert "online=" not in line
-    assert "online=0i" in points.event_point(ORIGIN, StatusEvent(T, 12, "caliper-1", "offline")).to_line_protocol()
+    assert "online=0i" in points.event_point(ORIGIN, HealthEvent(T, 12, "caliper-1", "offline")).to_line_protocol()
     gap = points.integrity_point(ORIGIN, "gap", 16, 20, T, explained=False, message="5 missing").to_line_protocol()
     assert gap == (f'integrity,gateway=gw-01,kind=gap,line=line-3,site=dongguan-2 count=5i,explained=false,'
                    f'first_seq=16i,last_seq=20i,message="5 missing" {T}')

@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 from floorwatch.edge.model import (
     Alert,
     AlertState,
+    HealthEvent,
     Measurement,
     MeasurementStatus,
     PayloadError,
     Reading,
     Severity,
     StatsSnapshot,
-    StatusEvent,
     decode,
     decode_batch,
     dumps,
@@ -73,10 +73,10 @@ def test_nan_travels_as_null_and_comes_back_as_nan():
     assert math.isnan(back.mean) and back.cusum_pos == 0.0 and back.subgroup_size == 1
 
 
-def test_alert_and_status_round_trip():
+def test_alert_and_health_event_round_trip():
     a = Alert(ts_ns=5, seq=9, subject="bore", kind="out_of_spec", state=AlertState.RAISED,
               severity=Severity.CRITICAL, value=12.06, limit=12.05, lsl=11.95, usl=12.05, message="above USL")
-    s = StatusEvent(ts_ns=6, seq=10, subject="caliper-1", state="offline", detail={"reconnects": 3})
+    s = HealthEvent(ts_ns=6, seq=10, subject="caliper-1", state="offline", detail={"reconnects": 3})
     assert loads(dumps(a)) == a and loads(dumps(s)) == s
 
 
@@ -95,6 +95,18 @@ def test_a_measurement_is_encoded_only_once_the_driver_stamped_it():
         decode({k: v for k, v in encode(stamped).items() if k != "instrument"})
 
 
+def test_a_health_event_by_its_former_type_name_is_read_and_written_by_its_name():
+    """v1 readers take ``"type": "status"`` from gateways older than the rename (docs/payloads.md)."""
+    old = {"v": 1, "type": "status", "ts_ns": 6, "seq": 10, "subject": "spool", "state": "dropped",
+           "message": "disk budget full", "detail": {"first_seq": 3, "last_seq": 4, "count": 2}}
+    event = decode(old)
+    assert event == HealthEvent(ts_ns=6, seq=10, subject="spool", state="dropped", message="disk budget full",
+                                detail={"first_seq": 3, "last_seq": 4, "count": 2})
+    assert encode(event) == {**old, "type": "event"}
+    with pytest.raises(PayloadError, match="status payload lacks field 'seq'"):
+        decode({k: v for k, v in old.items() if k != "seq"})
+
+
 @pytest.mark.parametrize(
     "payload, message",
     [
@@ -102,6 +114,7 @@ def test_a_measurement_is_encoded_only_once_the_driver_stamped_it():
         (b"[1, 2]", "must be a JSON object"),
         (b'{"v": 2, "type": "reading"}', "unsupported payload version 2"),
         (b'{"v": 1, "type": "weather"}', "unknown payload type 'weather'"),
+        (b'{"v": 1, "type": ["reading"]}', "unknown payload type ['reading']"),
         (b'{"v": 1, "type": "reading", "ts_ns": 1, "seq": 1, "instrument": "i", "characteristic": "c",'
          b' "unit": "mm"}', "lacks field 'value'"),
         (b'{"v": 1, "type": "reading", "ts_ns": "1", "seq": 1, "instrument": "i", "characteristic": "c",'
@@ -156,7 +169,7 @@ def test_documented_examples_decode():
     """docs/payloads.md and the code must not drift apart."""
     blocks = _json_blocks(DOCS.read_text())
     kinds = {b["type"] for b in blocks}
-    assert {"reading", "readings", "alert", "status", "presence"} <= kinds
+    assert {"reading", "readings", "alert", "event", "presence"} <= kinds
     for block in blocks:
         if block["type"] == "readings":
             rows = decode_batch(block)

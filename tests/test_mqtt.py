@@ -72,9 +72,9 @@ class Subscriber:
             msgs = [m for m in self.messages if m[0] == TOPICS.readings]
         return [r.seq for _, payload, _ in msgs for r in decode_batch(json.loads(payload))]
 
-    def status(self) -> list[tuple[str, bool]]:
+    def presence(self) -> list[tuple[str, bool]]:
         with self.lock:
-            return [(json.loads(p)["state"], retain) for t, p, retain in self.messages if t == TOPICS.status and p]
+            return [(json.loads(p)["state"], retain) for t, p, retain in self.messages if t == TOPICS.presence and p]
 
     def wait(self, predicate, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -142,12 +142,12 @@ async def test_subscriber_receives_every_record_in_order_while_new_data_arrives(
         assert spool.backlog() == 0
     sub.wait(lambda: len(set(sub.readings_seqs())) >= total)
     assert_complete_in_order(sub.readings_seqs(), range(1, total + 1))
-    sub.wait(lambda: sub.status()[-1:] == [("offline", False)])
-    assert sub.status()[0] == ("online", False)
+    sub.wait(lambda: sub.presence()[-1:] == [("offline", False)])
+    assert sub.presence()[0] == ("online", False)
     sub.close()
     # A newcomer sees the retained presence: the gateway said goodbye.
-    late = Subscriber(mosquitto, TOPICS.status, client_id="late", clean=True)
-    late.wait(lambda: late.status() == [("offline", True)])
+    late = Subscriber(mosquitto, TOPICS.presence, client_id="late", clean=True)
+    late.wait(lambda: late.presence() == [("offline", True)])
     late.close()
 
 
@@ -229,20 +229,20 @@ PUBLISHER = textwrap.dedent("""
 
 
 def test_last_will_offline_is_delivered_when_the_gateway_is_killed(mosquitto, tmp_path) -> None:
-    sub = Subscriber(mosquitto, TOPICS.status, client_id="watch", clean=True)
+    sub = Subscriber(mosquitto, TOPICS.presence, client_id="watch", clean=True)
     proc = subprocess.Popen([sys.executable, "-c", PUBLISHER, mosquitto.url, str(tmp_path / "s.sqlite")],
                             stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert proc.stdout.readline().strip() == "connected", f"publisher did not connect (rc={proc.poll()})"
-        sub.wait(lambda: ("online", False) in sub.status())
+        sub.wait(lambda: ("online", False) in sub.presence())
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         proc.stdout.close()
-    sub.wait(lambda: sub.status()[-1][0] == "offline", timeout=10)
+    sub.wait(lambda: sub.presence()[-1][0] == "offline", timeout=10)
     sub.close()
-    late = Subscriber(mosquitto, TOPICS.status, client_id="late", clean=True)
-    late.wait(lambda: late.status() == [("offline", True)])
+    late = Subscriber(mosquitto, TOPICS.presence, client_id="late", clean=True)
+    late.wait(lambda: late.presence() == [("offline", True)])
     late.close()
 
 
