@@ -12,7 +12,7 @@ import sys
 # subcommand -> (module under floorwatch.gateway.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "version": ("version", "show the version and which statistics core is active"),
-    "check-config": ("check_config", "validate a gateway configuration file"),
+    "check-config": ("check_config", "validate a gateway or bridge configuration file"),
     "run": ("run", "run the gateway service"),
     "demo": ("demo", "run the gateway on simulated instruments and show what happens"),
     "status": ("status", "show a running gateway's state"),

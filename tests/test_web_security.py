@@ -195,3 +195,18 @@ async def test_unreadable_or_reused_tokens_lock_what_they_protect(tmp_path, monk
         reply = await page.request("POST", "/api/test-action", {"Authorization": f"Bearer {VIEW}"}, b"x")
         assert reply.status == 503 and "equals the view token" in reply.body
         assert page.actions == []
+
+
+async def test_floorwatch_status_sends_the_view_token_and_says_so_when_it_is_missing(tmp_path, capsys):
+    """`floorwatch status` against a page that needs a view token: refused with the page's own reason and
+    the way to give the token, then let through with --token-file."""
+    from floorwatch.gateway.cli import main
+
+    token_file = _token_file(tmp_path, "view", VIEW)
+    async with serve(view_token_file=token_file) as page:
+        url = f"http://127.0.0.1:{page.server.port}"
+        assert await asyncio.to_thread(main, ["status", "--url", url, "--json"]) == 1
+        err = capsys.readouterr().err
+        assert "refused /api/status (401)" in err and "--token-file" in err
+        assert await asyncio.to_thread(main, ["status", "--url", url, "--token-file", token_file, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["gateway"] == {"id": "gw-sec"}

@@ -1,8 +1,9 @@
 """``floorwatch status``: a running gateway's state, from another terminal.
 
 Reads the gateway's local web API (``/api/status`` on ``[web] bind``): give ``--url``, or ``--config`` to
-take the address from the configuration file (default ``/etc/floorwatch/gateway.toml``). ``--json`` prints
-the raw document for scripts. Exit status 0 when the gateway answered, 1 when it did not (with the reason
+take the address from the configuration file (default ``/etc/floorwatch/gateway.toml``). When the page needs
+a view token (``[web] view_token_file``/``view_token_env``), ``--config`` reads it from there and ``--url``
+takes it from ``--token-file``. ``--json`` prints the raw document for scripts. Exit status 0 when the gateway answered, 1 when it did not (with the reason
 and what to check).
 """
 
@@ -18,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from floorwatch.edge.config import ConfigError, load_config
+from floorwatch.edge.config import ConfigError, load_config, read_secret
 
 DEFAULT_CONFIG = Path("/etc/floorwatch/gateway.toml")
 
@@ -27,14 +28,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--config", "-c", type=Path, help="gateway configuration: the address is its [web] bind")
     where.add_argument("--url", help="address of the gateway's web page, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--token-file", type=Path,
+                        help="file holding the page's view token (with --url; --config reads [web] itself)")
     parser.add_argument("--json", action="store_true", help="print the status document as JSON")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the gateway")
 
 
-def _base_url(args: argparse.Namespace) -> str:
+def _target(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The page's base URL and its view token (None when it needs none)."""
     if args.url:
         url = args.url.rstrip("/")
-        return url if "://" in url else f"http://{url}"
+        return (url if "://" in url else f"http://{url}"), read_secret("--token", args.token_file, None,
+                                                                         "the page's view token")
     path = args.config or DEFAULT_CONFIG
     config = load_config(path)
     if not config.web.enabled:
@@ -42,11 +47,13 @@ def _base_url(args: argparse.Namespace) -> str:
     host, _, port = config.web.bind.rpartition(":")
     if host in ("0.0.0.0", "::", "[::]"):
         host = "127.0.0.1"
-    return f"http://{host}:{port}"
+    return f"http://{host}:{port}", config.web.view_token()
 
 
-def fetch(url: str, timeout: float = 5.0) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{url}/api/status", timeout=timeout) as resp:
+def fetch(url: str, timeout: float = 5.0, token: str | None = None) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"{url}/api/status", headers=headers)
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
         return json.loads(resp.read())
 
 
@@ -136,13 +143,19 @@ def render(s: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        url = _base_url(args)
+        url, token = _target(args)
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return 1
     try:
-        data = fetch(url, args.timeout)
+        data = fetch(url, args.timeout, token)
+    except urllib.error.HTTPError as exc:  # the gateway answered, and said no: its answer names the fix
+        said = exc.read().decode(errors="replace").strip()
+        hint = (" Give the view token: --config reads [web] view_token_file/view_token_env, --url needs "
+                "--token-file." if exc.code == 401 else "")
+        print(f"the gateway at {url} refused /api/status ({exc.code}): {said}{hint}", file=sys.stderr)
+        return 1
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         print(f"no gateway answered at {url}/api/status: {reason}. Is it running (systemctl status floorwatch)? "
