@@ -130,7 +130,7 @@ class StatsSnapshot:
     """
 
     ts_ns: int
-    seq: int
+    seq: int | None = assigned_later(None, by="the outbox")  # None until the outbox numbers it
     characteristic: str
     n: int
     n_total: int
@@ -208,7 +208,7 @@ class HealthEvent:
     """
 
     ts_ns: int
-    seq: int
+    seq: int | None = assigned_later(None, by="the outbox")  # None until the outbox numbers it
     subject: str
     state: str
     message: str = ""
@@ -253,10 +253,13 @@ def encode(obj: Record) -> dict[str, Any]:
     if missing is not None:
         raise PayloadError(f"{name} has no {missing.name} yet: {missing.metadata['assigned_by']} assigns it "
                            "before the record may leave the gateway")
-    out: dict[str, Any] = {"v": PAYLOAD_VERSION, "type": name}
-    for f in fields(obj):
-        out[f.name] = _plain(getattr(obj, f.name))
-    return out
+    return {"v": PAYLOAD_VERSION, "type": name, **figures(obj)}
+
+
+def figures(obj: Record) -> dict[str, Any]:
+    """A record's fields as JSON-ready values (undefined figures as None), numbered or not: for reports
+    such as ``floorwatch analyze --json``, which show a record without publishing it."""
+    return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
 
 
 def decode(data: dict[str, Any]) -> Record:

@@ -214,7 +214,7 @@ class Characteristic:
         """Queue the statistics as they are now (numbered when queued), then judge Cpk on them."""
         if self.stats is None:
             return
-        snap = self.stats.snapshot(self.clock.now_ns(), 0)
+        snap = self.stats.snapshot(self.clock.now_ns())
         self.snapshot = snap
         self.snapshot_mono = self.clock.monotonic()
         self.new_since_snapshot = 0

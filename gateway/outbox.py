@@ -125,7 +125,7 @@ class Outbox:
     def event(self, subject: str, state: str, message: str = "", detail: dict[str, Any] | None = None) -> None:
         """Queue a health event (``events/<subject>``)."""
         # JSON has no NaN and no Path: a detail figure must not make the record unpublishable
-        ev = HealthEvent(self.clock.now_ns(), 0, subject, state, message,
+        ev = HealthEvent(self.clock.now_ns(), subject, state, message,
                          None if detail is None else json_ready(detail))
         self._others.append((self.topics.event(subject), ev))
 
@@ -160,8 +160,8 @@ class Outbox:
             payload = dumps(numbered)
         except Exception as exc:  # its number is published all the same, as an explained gap
             self.events.error("record_unencodable", kind=kind, seq=seq, error=f"{type(exc).__name__}: {exc}")
-            numbered = HealthEvent(self.clock.now_ns(), seq, "gateway", "record_unencodable",
-                                   f"a {kind} record could not be encoded: {type(exc).__name__}: {exc}")
+            numbered = HealthEvent(self.clock.now_ns(), "gateway", "record_unencodable",
+                                   f"a {kind} record could not be encoded: {type(exc).__name__}: {exc}", seq=seq)
             kind, topic = "event", self.topics.event("gateway")
             payload = dumps(numbered)
         self.spool.add(topic, payload, first_seq=seq, last_seq=seq, qos=1)

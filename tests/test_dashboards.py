@@ -65,7 +65,7 @@ def gateway_messages() -> list[tuple[str, bytes]]:
         seq += 1
         return seq
 
-    out.append((t.event("caliper-1"), dumps(HealthEvent(T0, nxt(), "caliper-1", "online"))))
+    out.append((t.event("caliper-1"), dumps(HealthEvent(T0, "caliper-1", "online", seq=nxt()))))
     for minute in range(10):
         rows = []
         for i in range(30):
@@ -89,9 +89,9 @@ def gateway_messages() -> list[tuple[str, bytes]]:
     out.append((t.alert("parts_produced", "line_stopped"), dumps(Alert(
         T0 + 400 * S, "parts_produced", "line_stopped", AlertState.RAISED, Severity.WARNING,
         message="no new part for 120 s", seq=nxt()))))
-    out.append((t.event("spool"), dumps(HealthEvent(T0 + 500 * S, nxt(), "spool", "backlog",
+    out.append((t.event("spool"), dumps(HealthEvent(T0 + 500 * S, "spool", "backlog", seq=nxt(),
                                                     detail={"backlog": 1200}))))
-    out.append((t.event("spool"), dumps(HealthEvent(T0 + 550 * S, nxt(), "spool", "dropped", "disk budget full",
+    out.append((t.event("spool"), dumps(HealthEvent(T0 + 550 * S, "spool", "dropped", "disk budget full", seq=nxt(),
                                                     detail={"first_seq": 1, "last_seq": 2, "count": 2}))))
     return out
 

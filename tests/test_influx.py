@@ -50,8 +50,8 @@ def test_same_record_gives_the_same_point_so_writes_are_idempotent():
 
 def test_stats_alert_event_and_integrity_points():
     nan = math.nan
-    s = StatsSnapshot(T, 9, "bore_diameter", 30, 30, 1, 12.0, 0.01, 11.98, 12.02, 0.011, 0.0098, 12.0, 12.01, 11.99,
-                      0.0, 0.2, 12.0, 0.01, 12.03, 11.97, 1.6, nan, 1.5, 1.4, 0, 0, 5, True)
+    s = StatsSnapshot(T, "bore_diameter", 30, 30, 1, 12.0, 0.01, 11.98, 12.02, 0.011, 0.0098, 12.0, 12.01, 11.99,
+                      0.0, 0.2, 12.0, 0.01, 12.03, 11.97, 1.6, nan, 1.5, 1.4, 0, 0, 5, True, seq=9)
     line = points.stats_point(ORIGIN, s, Spec(lsl=11.95, usl=12.05)).to_line_protocol()
     assert line.startswith("stats,characteristic=bore_diameter,gateway=gw-01,line=line-3,site=dongguan-2 ")
     fields = dict(kv.split("=", 1) for kv in line.split(" ")[1].split(","))
@@ -62,13 +62,13 @@ def test_stats_alert_event_and_integrity_points():
     assert points.alert_point(ORIGIN, a).to_line_protocol() == (
         "alert,gateway=gw-01,kind=out_of_spec,line=line-3,severity=critical,site=dongguan-2,subject=bore_diameter "
         f'active=0i,message="ok again",seq=10i,state="cleared" {T}')
-    e = HealthEvent(T, 11, "spool", "backlog", detail={"backlog": 1200, "oldest": "2023-11-14", "ok": True})
+    e = HealthEvent(T, "spool", "backlog", seq=11, detail={"backlog": 1200, "oldest": "2023-11-14", "ok": True})
     line = points.event_point(ORIGIN, e).to_line_protocol()
     assert "detail_backlog=1200," in line  # no "i": a float, whatever the gateway sent
     assert True and "detail_ok" not in line and "detail_oldest" not in line
     assert 'detail="{\\"backlog\\":1200,\\"ok\\":true,\\"oldest\\":\\"2023-11-14\\"}"' in line
     assert "online=" not in line
-    assert "online=0i" in points.event_point(ORIGIN, HealthEvent(T, 12, "caliper-1", "offline")).to_line_protocol()
+    assert "online=0i" in points.event_point(ORIGIN, HealthEvent(T, "caliper-1", "offline", seq=12)).to_line_protocol()
     gap = points.integrity_point(ORIGIN, "gap", 16, 20, T, explained=False, message="5 missing").to_line_protocol()
     assert gap == (f'integrity,gateway=gw-01,kind=gap,line=line-3,site=dongguan-2 count=5i,explained=false,'
                    f'first_seq=16i,last_seq=20i,message="5 missing" {T}')

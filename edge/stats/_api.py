@@ -298,8 +298,9 @@ class RollingStatsApi:
 
     # --- snapshot -------------------------------------------------------------------------------------
 
-    def snapshot(self, ts_ns: int = 0, seq: int = 0) -> StatsSnapshot:
-        """The figures after the latest reading, as an immutable ``StatsSnapshot`` (NaN where undefined)."""
+    def snapshot(self, ts_ns: int = 0, seq: int | None = None) -> StatsSnapshot:
+        """The figures after the latest reading, as an immutable ``StatsSnapshot`` (NaN where undefined);
+        ``seq`` None: not numbered yet (the gateway's outbox numbers what it publishes)."""
         p = self._params
         st = dict(zip(SCALAR_NAMES, self._get_scalars(), strict=True))
         k = p["subgroup_size"]

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from floorwatch.edge.model import encode
+from floorwatch.edge.model import figures
 from floorwatch.edge.signals import DEFAULT_RULES, RULE_NAMES
 
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+(?:[eE][+-]?\d+)?$")
@@ -173,7 +173,7 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "file": str(args.file), "column": args.column, "readings": len(values), "accepted": good,
         "rejected": [{"line": line, "text": cell} for line, cell in bad], "limits": limits,
-        "implementation": IMPLEMENTATION, "snapshot": encode(snap), "violations": violations,
+        "implementation": IMPLEMENTATION, "snapshot": figures(snap), "violations": violations,
     }
 
 
