@@ -320,8 +320,10 @@ async def test_broker_outage_under_load_loses_nothing_keeps_order(mosquitto, tmp
         proc = start_gateway(config, log)
         try:
             await wait_async(lambda: len(sub.seqs()) > 300, 20, "readings before the outage", proc, log)
+            outage_from = time.time_ns()
             mosquitto.stop()
             await asyncio.sleep(3.0)  # the line keeps producing; the gateway spools
+            outage_to = time.time_ns()
             mosquitto.start()
             await asyncio.sleep(2.0)
             before_stop = max(sub.seqs())
@@ -336,7 +338,9 @@ async def test_broker_outage_under_load_loses_nothing_keeps_order(mosquitto, tmp
     assert_readings_in_order(sub)
     assert max(seqs) > before_stop
     readings = [o for k, o in sub.records() if k == "readings"]
-    assert len({r.seq for r in readings}) > 1500  # ~500/s for 6 s or more: this was under load
+    # The outage was under load: readings measured while the broker was down reached the subscriber later.
+    # (How many depends on the machine's speed, so only that there were some is asserted.)
+    assert any(outage_from <= r.ts_ns <= outage_to for r in readings)
     assert "event=broker_unavailable" in log.read_text()
 
 
