@@ -281,32 +281,36 @@ def test_sigkill_mid_load_neither_reuses_nor_skips_numbers(tmp_path: Path) -> No
             seen_again = _run_writer_and_kill(path, 10)
 
 
-def test_spool_cost_per_message_is_tiny(tmp_path: Path) -> None:
-    """The gateway aims at 50 000 readings/s in batches of 500: 100 messages/s must cost well under 1 % CPU."""
+def test_the_publishers_cycle_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Add, flush, hand out in a window of 20, acknowledge one by one, delete at the next flush — the cycle
+    bench/bench_spool.py times (its CPU cost per message is a benchmark figure, not asserted here): every
+    message is handed out once, in order, and nothing stays behind."""
     payloads = [batch_payload(1 + i * 500, 500) for i in range(20)]
     with Spool(tmp_path / "s.sqlite", max_bytes=512 * MiB) as spool:
         n = 400
-        start = time.process_time()
+        firsts = []
         for i in range(n):
             first = spool.issue(500)
+            firsts.append(first)
             spool.add("fw/readings", payloads[i % 20], first_seq=first, last_seq=first + 499)
             if i % 20 == 19:
                 spool.flush()
         # Replay as the publisher does it: a window of 20, acknowledgements one by one, deletes flushed
         # once a second (here: every 200 acknowledgements).
         window = spool.pending(20)
+        handed_out = [r.first_seq for r in window]
         acked = 0
         while window:
             spool.ack([window.pop(0).id])
             acked += 1
-            window += spool.pending(1)
+            more = spool.pending(1)
+            handed_out += [r.first_seq for r in more]
+            window += more
             if acked % 200 == 0:
                 spool.flush()
         spool.flush()
         assert acked == n and spool.backlog() == 0
-        per_message = (time.process_time() - start) / n
-    print(f"spool CPU per 500-reading message: {per_message * 1e6:.0f} us ({len(payloads[0])} bytes)")
-    assert per_message < 500e-6, f"spool costs {per_message * 1e6:.0f} us per message"
+        assert handed_out == firsts, "every message handed out once, in order"
 
 
 def test_bad_input_gets_a_clear_error(tmp_path: Path) -> None:
