@@ -4,3 +4,5 @@ It runs on a server next to the broker and the database, not on the Pi (``floorw
 FILE``; commented example: ``bridge/example.toml``). It builds on ``floorwatch.edge`` only (records,
 topics, configuration helpers, backoff) and never imports ``floorwatch.gateway`` or ``floorwatch.drivers``.
 """
+
+import floorwatch.edge  # noqa: F401  (first: it keeps the process's floating point IEEE-754, see there)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import floorwatch.edge  # noqa: F401  (before any test module imports pymodbus or aiohttp: see edge/__init__.py)
+
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 

@@ -11,16 +11,6 @@ broker. ``floorwatch status`` reads the same JSON. See docs/web.md.
 - ``pages``: ``/``, ``/api/status``, ``/healthz``.
 """
 
-import os
-import platform
-
-# yarl (aiohttp's URL library) ships 32-bit ARM wheels whose C extension is built with -ffast-math: loading
-# it turns on flush-to-zero for the whole process, so every subnormal float becomes 0 — in the statistics
-# too (found by `make test-armhf`). On 32-bit ARM its pure-Python fallback is used instead. This must run
-# before aiohttp is first imported: every module that imports aiohttp is in this package.
-if platform.machine().startswith(("armv6", "armv7", "armv8l")):
-    os.environ.setdefault("YARL_NO_EXTENSIONS", "1")
-
-from floorwatch.gateway.web.server import StatusServer  # noqa: E402
+from floorwatch.gateway.web.server import StatusServer
 
 __all__ = ["StatusServer"]
