@@ -38,9 +38,8 @@ from floorwatch.bridge.dead_letters import DeadLetters
 from floorwatch.bridge.intake import Intake, Rejected
 from floorwatch.bridge.message import Incoming
 from floorwatch.bridge.points import to_lines
-from floorwatch.bridge.sequence import Seen, SequenceTracker, load_state, save_state
+from floorwatch.bridge.sequence import SequenceTracker, load_state, save_state
 from floorwatch.bridge.specs import SpecLimits
-from floorwatch.bridge.validate import Parsed
 from floorwatch.bridge.writer import InfluxTarget, InfluxWriter, WriteAborted, WriteRejected
 
 log = logging.getLogger("floorwatch.bridge")
@@ -261,8 +260,3 @@ class Bridge:
         for msg in messages:  # in the order received, as MQTT asks
             if msg.qos > 0 and msg.generation == self.generation and id(msg) not in undelivered:
                 self.client.ack(msg.mid, msg.qos)
-
-    def _points(self, parsed: Parsed, msg: Incoming, seen: list[Seen] | None = None) -> list[str]:
-        """The points of one validated message (:meth:`Intake.points`), e.g. to load a database in a test
-        without a broker."""
-        return self.intake.points(parsed, msg, seen)

@@ -101,10 +101,10 @@ def unknown_rule_message(name: str, known: tuple[str, ...] = RULE_NAMES, what: s
     return f"unknown {what} {name!r}; {hint}"
 
 
-def alert_kinds(names: tuple[str, ...] | list[str]) -> dict[str, tuple[int, Severity]]:
+def alert_masks(names: tuple[str, ...] | list[str]) -> dict[str, tuple[int, Severity]]:
     """Alert kind -> (mask of the signals that raise it, severity), for the given signal names in bit order.
 
-    >>> alert_kinds(["nelson_1", "ewma_high", "ewma_low"])["ewma"]
+    >>> alert_masks(["nelson_1", "ewma_high", "ewma_low"])["ewma"]
     (12288, <Severity.WARNING: 'warning'>)
     """
     out: dict[str, tuple[int, Severity]] = {}

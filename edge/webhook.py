@@ -46,10 +46,10 @@ log = logging.getLogger(__name__)
 _RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
-def safe_url(url: str) -> str:
+def origin_only(url: str) -> str:
     """The URL without anything that may be a secret (userinfo, path, query).
 
-    >>> safe_url("https://user:pw@hooks.example.com/services/T0/B0/XYZ?token=abc")
+    >>> origin_only("https://user:pw@hooks.example.com/services/T0/B0/XYZ?token=abc")
     'https://hooks.example.com'
     """
     parts = urlsplit(url)
@@ -64,7 +64,7 @@ class WebhookSender:
     def __init__(self, url: str, *, timeout: float = 5.0, max_queue: int = 1000, max_attempts: int = 5,
                  backoff_min: float = 0.5, backoff_max: float = 30.0) -> None:
         if urlsplit(url).scheme not in ("http", "https"):
-            raise ValueError(f"webhook URL {safe_url(url)!r} must be http:// or https:// (alerts.webhook_url)")
+            raise ValueError(f"webhook URL {origin_only(url)!r} must be http:// or https:// (alerts.webhook_url)")
         if max_queue < 1 or max_attempts < 1:
             raise ValueError("webhook max_queue and max_attempts must be at least 1")
         self.url = url
@@ -98,7 +98,7 @@ class WebhookSender:
             self._queue.popleft()
             self.dropped += 1
             kept = False
-            log.warning("webhook %s: queue full (%d), dropped the oldest alert event", safe_url(self.url),
+            log.warning("webhook %s: queue full (%d), dropped the oldest alert event", origin_only(self.url),
                         self._max_queue)
         self._queue.append(body)
         self._wake.set()
@@ -133,7 +133,7 @@ class WebhookSender:
         self._task = None
         if self._queue:
             self.failed += len(self._queue)
-            log.warning("webhook %s: %d alert events not delivered at shutdown", safe_url(self.url),
+            log.warning("webhook %s: %d alert events not delivered at shutdown", origin_only(self.url),
                         len(self._queue))
             self._queue.clear()
 
@@ -170,7 +170,7 @@ class WebhookSender:
 
     def _post(self, body: bytes) -> tuple[bool, bool, str]:
         """One POST (in a worker thread): (delivered, worth retrying, error message)."""
-        where = safe_url(self.url)
+        where = origin_only(self.url)
         req = urllib.request.Request(self.url, data=body, method="POST", headers={
             "Content-Type": "application/json", "User-Agent": f"floorwatch/{edge.__version__}"})
         try:

@@ -22,7 +22,7 @@ from floorwatch.edge.alerts import AlertTracker
 from floorwatch.edge.clock import Clock
 from floorwatch.edge.config import CharacteristicConfig
 from floorwatch.edge.model import Measurement, MeasurementStatus, Severity, StatsSnapshot
-from floorwatch.edge.signals import alert_kinds
+from floorwatch.edge.signals import alert_masks
 from floorwatch.gateway.events import EventLog
 from floorwatch.gateway.outbox import Outbox, PendingReading
 
@@ -79,7 +79,7 @@ def alert_checks(cfg: CharacteristicConfig) -> list[AlertCheck]:
     if cfg.kind == "count":
         return []
     spec = ["below_lsl", "above_usl"] if cfg.lsl is not None or cfg.usl is not None else []
-    kinds = alert_kinds([*spec, *cfg.rules, "ewma_high", "ewma_low", "cusum_high", "cusum_low"])
+    kinds = alert_masks([*spec, *cfg.rules, "ewma_high", "ewma_low", "cusum_high", "cusum_low"])
     return [AlertCheck(mask, kind, severity) for kind, (mask, severity) in kinds.items()]
 
 

@@ -109,7 +109,7 @@ def loaded_influxdb(influxdb, tmp_path):
             msg = Incoming(mid, 1, topic, payload, False, T0 + mid, 0)
             parsed = parse_message(bridge.prefix, msg)
             assert parsed is not None
-            lines += bridge._points(parsed, msg)
+            lines += bridge.intake.points(parsed, msg)
         lines += [p.to_line_protocol() for p in bridge.tracker.due()]
     finally:
         bridge.writer.close()

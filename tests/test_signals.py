@@ -32,7 +32,7 @@ def test_rules_are_the_first_bits_and_the_defaults_are_rules():
 
 
 def test_every_signal_but_rejected_raises_an_alert_and_spec_is_critical():
-    kinds = signals.alert_kinds(list(signals.SIGNAL_NAMES))
+    kinds = signals.alert_masks(list(signals.SIGNAL_NAMES))
     assert kinds["out_of_spec"] == (rules.OUT_OF_SPEC, signals.Severity.CRITICAL)
     assert kinds["ewma"][0] == rules.EWMA and kinds["cusum"][0] == rules.CUSUM
     assert signals.by_name("rejected").alert_kind is None
