@@ -323,7 +323,7 @@ class Gateway:
         from floorwatch.gateway.web import StatusServer
 
         bind = self.config.web.bind
-        web = StatusServer(self, bind, events=self.events)
+        web = StatusServer(self, bind, events=self.events, config=self.config.web)
         try:
             await web.start()
         except OSError as exc:

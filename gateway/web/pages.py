@@ -25,6 +25,12 @@ class StatusSource(Protocol):
 
 
 class EventSink(Protocol):
+    """The gateway's event log (``floorwatch.gateway.events.EventLog``), as far as the page uses it."""
+
+    def info(self, name: str, **fields: Any) -> None: ...
+
+    def warning(self, name: str, **fields: Any) -> None: ...
+
     def error(self, name: str, **fields: Any) -> None: ...
 
 

@@ -6,14 +6,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from floorwatch.edge.config import WebConfig
 from floorwatch.gateway.web.gate import ConnectionCounts, ConnectionGate
-from floorwatch.gateway.web.pages import Pages, plain_not_found
+from floorwatch.gateway.web.pages import EventSink, Pages, StatusSource, plain_not_found
 from floorwatch.gateway.web.security import AccessPolicy, security_headers
 
 # A child of "floorwatch": the gateway routes it through its event log like the other library loggers.
@@ -42,17 +41,14 @@ REQUEST_LOG.addFilter(_MalformedRequestsAreDebug())
 class StatusServer:
     """Serves the page, ``/api/status`` and ``/healthz`` for one gateway (anything with ``status() -> dict``).
 
-    ``config`` is the ``[web]`` table; without it, the gateway's own (``gateway.config.web``) is used, or the
-    defaults. ``bind`` (host:port) always wins over the table's, so that the caller decides where it listens.
+    ``config`` is the ``[web]`` table (the defaults without it). ``bind`` (host:port) always wins over the table's, so that the caller decides where it listens.
     ``routes`` are served besides the page's own, behind the same checks (a route for anything but GET/HEAD
     needs the action token).
     """
 
-    def __init__(self, gateway: Any, bind: str, *, events: Any = None, config: WebConfig | None = None,
-                 routes: Iterable[web.AbstractRouteDef] = ()) -> None:
-        if config is None:
-            found = getattr(getattr(gateway, "config", None), "web", None)
-            config = found if isinstance(found, WebConfig) else WebConfig()
+    def __init__(self, gateway: StatusSource, bind: str, *, events: EventSink | None = None,
+                 config: WebConfig | None = None, routes: Iterable[web.AbstractRouteDef] = ()) -> None:
+        config = config or WebConfig()
         host, _, port = bind.rpartition(":")
         self.gateway = gateway
         self.config = config
